@@ -1,0 +1,100 @@
+"""Starts an embedded Ray or connects to one, and refuses scaling the cluster can never satisfy.
+
+Ray 2.60 would otherwise wait forever: for unreachable addresses, for infeasible workers (the
+controller retries worker-group startup without limit), and for Ray Data when training workers
+hold every CPU (the input pipeline's map tasks never get scheduled).
+"""
+
+import contextlib
+import math
+import os
+import socket
+from collections.abc import Iterator, Mapping
+
+import ray
+
+from rayspeed.config.scaling import ScalingConfig
+from rayspeed.errors import ClusterError
+
+CONNECT_TIMEOUT_S = 5.0
+# The Train controller collects reports at this interval and each worker's report queue holds one,
+# so Ray's default (2 s) stalls workers that report more often; Ray propagates it to the controller.
+CONTROLLER_POLL_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
+# Environment the workers need from the submitting shell when they run on another machine.
+FORWARDED_ENV = ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL", "WANDB_ENTITY", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
+
+
+@contextlib.contextmanager
+def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, str]) -> Iterator[str]:
+    """Ray for the duration of the block; yields a description of the cluster.
+
+    Args:
+        scaling: what the run will ask of the cluster.
+        address: a Ray address (host:port, ray://..., auto), or None for an embedded local Ray.
+        env: the caller's environment, from which credentials are forwarded to remote workers.
+    """
+    for key, value in CONTROLLER_POLL_ENV.items():
+        os.environ.setdefault(key, value)
+    if address:
+        _check_reachable(address)
+        forwarded = {key: env[key] for key in FORWARDED_ENV if key in env}
+        ray.init(address=address, runtime_env={"env_vars": forwarded} if forwarded else None,
+                 log_to_driver=True)
+        where = f"Ray cluster at {address}"
+    else:
+        ray.init(num_cpus=local_cpus(scaling), num_gpus=None if scaling.use_gpu else 0,
+                 include_dashboard=True, log_to_driver=True)
+        where = "embedded local Ray"
+    try:
+        check_capacity(scaling, ray.cluster_resources(), [n["Resources"] for n in ray.nodes() if n["Alive"]],
+                       where=where)
+        yield where
+    finally:
+        ray.shutdown()
+
+
+def local_cpus(scaling: ScalingConfig) -> int:
+    """Logical CPUs for an embedded Ray: the workers' plus Ray Data's share, at least the cores.
+
+    Logical CPUs are scheduling slots, not cores, so asking for more than the machine has is safe
+    and is what keeps the data pipeline from starving next to the workers.
+    """
+    return max(os.cpu_count() or 1, math.ceil(scaling.training_cpus + scaling.data_cpus))
+
+
+def check_capacity(scaling: ScalingConfig, total: Mapping[str, float], nodes: list[Mapping[str, float]],
+                   *, where: str) -> None:
+    """Raises ClusterError when the cluster can never run the workers and still feed them data."""
+    needed_cpus = scaling.training_cpus + scaling.data_cpus
+    have_cpus = total.get("CPU", 0)
+    if needed_cpus > have_cpus:
+        raise ClusterError(
+            f"scaling needs {scaling.num_workers} workers x {scaling.cpus_per_worker:g} CPU + "
+            f"{scaling.data_cpus:g} CPU for Ray Data = {needed_cpus:g} CPUs, but the {where} has "
+            f"{have_cpus:g}. Lower scaling.num_workers or scaling.cpus_per_worker, or add nodes "
+            "(without spare CPUs Ray Data's tasks never run and training hangs)"
+        )
+    if not any(node.get("CPU", 0) >= scaling.cpus_per_worker for node in nodes):
+        raise ClusterError(f"scaling.cpus_per_worker: no node of the {where} has {scaling.cpus_per_worker:g} CPUs")
+    if scaling.use_gpu:
+        needed_gpus = scaling.num_workers * scaling.gpus_per_worker
+        if needed_gpus > total.get("GPU", 0):
+            raise ClusterError(
+                f"scaling needs {scaling.num_workers} workers x {scaling.gpus_per_worker:g} GPU = "
+                f"{needed_gpus:g} GPUs, but the {where} has {total.get('GPU', 0):g}. Lower "
+                "scaling.num_workers, or set scaling.use_gpu: false"
+            )
+
+
+def _check_reachable(address: str) -> None:
+    """A TCP probe, because `ray.init` keeps retrying an unreachable GCS for a long time."""
+    if address == "auto" or "://" in address and not address.startswith("ray://"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"--address: expected host:port or ray://host:port (got {address!r})")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {error}") from None

@@ -1,0 +1,53 @@
+"""Rules that span sections. Each is a small named function that raises ValueError naming the fields."""
+
+from rayspeed.config.batch import resolve_batch
+from rayspeed.config.checkpoint import CheckpointConfig
+from rayspeed.config.data import DataConfig
+from rayspeed.config.deepspeed import deepspeed_config, merge_user_block
+from rayspeed.config.scaling import ScalingConfig
+from rayspeed.config.train import TrainConfig
+
+
+def check_precision_fits_device(train: TrainConfig, scaling: ScalingConfig) -> None:
+    if train.precision == "fp16" and not scaling.use_gpu:
+        raise ValueError(
+            "train.precision: fp16 does not run on CPU workers (scaling.use_gpu is false); use fp32, "
+            "or bf16 on GPUs"
+        )
+
+
+def check_score_metric(checkpoint: CheckpointConfig, data: DataConfig) -> None:
+    metric = checkpoint.score_metric
+    if metric and metric.startswith("val_") and data.split.val == 0:
+        raise ValueError(f"checkpoint.score_metric: {metric} needs a validation split (data.split.val > 0)")
+    expected = {"val_loss": "min", "train_loss": "min", "val_accuracy": "max"}.get(metric or "")
+    if expected and checkpoint.score_mode != expected:
+        raise ValueError(
+            f"checkpoint.score_mode: {checkpoint.score_mode} would keep the worst checkpoints by "
+            f"{metric}; use {expected}"
+        )
+
+
+def check_deepspeed_block(train: TrainConfig, scaling: ScalingConfig, block: dict) -> None:
+    try:
+        batch = resolve_batch(train, num_workers=scaling.num_workers)
+    except ValueError:
+        return  # reported by the batch rule itself
+    merge_user_block(deepspeed_config(train, batch, total_steps=None), block)
+
+
+def run_all(data, train, scaling, checkpoint, block) -> list[str]:
+    """Every cross-section problem, one message each (all are reported, not just the first)."""
+    rules = [
+        lambda: resolve_batch(train, num_workers=scaling.num_workers),
+        lambda: check_precision_fits_device(train, scaling),
+        lambda: check_score_metric(checkpoint, data),
+        lambda: check_deepspeed_block(train, scaling, block),
+    ]
+    problems = []
+    for rule in rules:
+        try:
+            rule()
+        except ValueError as error:
+            problems.append(str(error))
+    return problems

@@ -1,0 +1,55 @@
+"""The whole experiment file: one field per section, checked together once at load time."""
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from rayspeed.config import checks
+from rayspeed.config.batch import BatchPlan, resolve_batch
+from rayspeed.config.checkpoint import CheckpointConfig
+from rayspeed.config.data import DataConfig
+from rayspeed.config.deepspeed import deepspeed_config, merge_user_block
+from rayspeed.config.model import ModelConfig
+from rayspeed.config.run import RunConfig
+from rayspeed.config.scaling import ScalingConfig
+from rayspeed.config.section import Section
+from rayspeed.config.tracking import TrackingConfig
+from rayspeed.config.train import TrainConfig
+
+
+class ExperimentConfig(Section):
+    """A validated experiment. Frozen: variants (overrides, sweep trials) are new validated objects."""
+
+    schema_version: Literal[1] = 1
+    """Version of this schema, so future versions can upgrade old files."""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig
+    scaling: ScalingConfig = ScalingConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    run: RunConfig
+    deepspeed: dict[str, Any] = Field(default_factory=dict)
+    """Extra DeepSpeed settings merged into the generated config; contradicting the schema is an error."""
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self):
+        problems = checks.run_all(self.data, self.train, self.scaling, self.checkpoint, self.deepspeed)
+        if problems:
+            raise ValueError(" | ".join(problems))
+        return self
+
+    @property
+    def batch(self) -> BatchPlan:
+        return resolve_batch(self.train, num_workers=self.scaling.num_workers)
+
+    def deepspeed_config(self, *, total_steps: int | None) -> dict:
+        """The DeepSpeed config this experiment runs with (the generated one plus the user block)."""
+        return merge_user_block(deepspeed_config(self.train, self.batch, total_steps=total_steps),
+                                self.deepspeed)
+
+    def resolved_dict(self) -> dict:
+        """Every value spelled out, derived batch terms included: what `config show` prints and runs save."""
+        resolved = self.model_dump(mode="json")
+        resolved["train"].update(vars(self.batch))
+        return resolved

@@ -1,0 +1,112 @@
+"""The only place that reads experiment YAML: file + dotted overrides -> validated ExperimentConfig.
+
+Errors come back as one line per problem, naming the file, the field path and what was expected.
+"""
+
+import difflib
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.errors import ConfigError
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Reads `path`, applies `section.key=value` overrides, and validates the result.
+
+    Raises:
+        ConfigError: one line per problem, each naming the file (or override) and the field.
+    """
+    raw = read_yaml(path)
+    for override in overrides:
+        apply_override(raw, override)
+    return validate(raw, source=str(path))
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such experiment file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (data, model, train, ...) at the top")
+    return raw
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Sets `a.b.c=value` in the raw mapping; the value is parsed as YAML (`3e-4`, `[64, 32]`, `null`)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {override!r}: expected section.key=value, e.g. train.lr=3e-4")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    *parents, leaf = key.split(".")
+    node = raw
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {override!r}: {'.'.join(parents[: i + 1])} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def validate(raw: dict, *, source: str) -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError([f"{source}: {line}" for e in error.errors() for line in describe(e)]) from None
+
+
+def describe(error: dict) -> list[str]:
+    """Human lines for one pydantic error: `train.lrr: unknown key; did you mean 'lr'?`."""
+    loc = [part for part in error["loc"] if not _is_internal(part)]
+    where = ".".join(str(part) for part in loc)
+    if error["type"] == "extra_forbidden":
+        return [f"{where}: unknown {'section' if len(loc) == 1 else 'key'}{_suggest(loc)}"]
+    if error["type"] == "missing":
+        return [f"{where}: required but missing"]
+    message = error["msg"].removeprefix("Value error, ")
+    if not loc:
+        return message.split(" | ")
+    shown = error.get("input")
+    quiet = isinstance(shown, dict) or shown is None or repr(shown) in message
+    got = "" if quiet else f" (got {shown!r})"
+    return [f"{where}: {message}{got}"]
+
+
+def _is_internal(part: Any) -> bool:
+    """Pydantic adds type names like `literal['mlp','cnn']` to locations inside unions; users never wrote them."""
+    return isinstance(part, str) and ("[" in part or part in {"function-after", "int", "float", "str", "none"})
+
+
+def _suggest(loc: list) -> str:
+    names = _field_names(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.5)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; expected one of: {', '.join(names)}" if names else ""
+
+
+def _field_names(parents: list) -> list[str]:
+    model: type[BaseModel] | None = ExperimentConfig
+    for part in parents:
+        annotation = model.model_fields[part].annotation if model and part in model.model_fields else None
+        model = _model_in(annotation)
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None

@@ -1,0 +1,54 @@
+"""The `train` section: how long, how big a batch, which optimizer, precision and ZeRO stage."""
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from rayspeed.config.section import Section
+
+
+class TrainConfig(Section):
+    """Optimization settings. Batch sizes are checked against `scaling.num_workers` in `checks`."""
+
+    epochs: PositiveInt | None = None
+    """Passes over the training split. Set this or `max_steps`."""
+    max_steps: PositiveInt | None = None
+    """Optimizer steps to run (each step is one global batch). Set this or `epochs`."""
+    micro_batch_per_worker: PositiveInt | None = None
+    """Rows each worker feeds forward at a time (DeepSpeed's train_micro_batch_size_per_gpu)."""
+    global_batch: PositiveInt | None = None
+    """Rows per optimizer step over all workers = micro batch x grad accumulation x workers."""
+    grad_accumulation: PositiveInt | None = None
+    """Micro batches accumulated before each optimizer step; derived when omitted."""
+    lr: float = Field(1e-3, gt=0)
+    """Peak learning rate."""
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    """Optimizer; adam/adamw run as torch's implementation (no C++ build)."""
+    weight_decay: float = Field(0.0, ge=0)
+    """Decoupled weight decay (adamw) or L2 penalty (adam, sgd)."""
+    momentum: float = Field(0.9, ge=0, lt=1)
+    """SGD momentum; ignored by adam/adamw."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    """Shape after warmup: constant, linear decay to 0, or cosine decay to `min_lr_ratio` x lr."""
+    warmup_steps: int = Field(0, ge=0)
+    """Optimizer steps of linear warmup from 0 to `lr`."""
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    """Final lr of the cosine schedule as a fraction of `lr`."""
+    grad_clip: float | None = Field(1.0, gt=0)
+    """Clip the global gradient norm to this value; null disables clipping."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Numeric precision; fp16 needs a GPU, bf16 is the GPU default choice."""
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    """DeepSpeed ZeRO stage: 0 plain data parallel, 1 optimizer, 2 +gradients, 3 +parameters sharded."""
+    offload: Literal["none", "cpu"] = "none"
+    """ZeRO-Offload of optimizer state (and parameters at stage 3) to CPU memory."""
+    seed: int = 0
+    """Seeds model init, data split and shuffling; same seed, same run."""
+
+    @model_validator(mode="after")
+    def _one_length(self):
+        if (self.epochs is None) == (self.max_steps is None):
+            raise ValueError("set exactly one of train.epochs and train.max_steps")
+        if self.offload == "cpu" and self.zero_stage == 0:
+            raise ValueError("train.offload: cpu needs train.zero_stage 1, 2 or 3")
+        return self

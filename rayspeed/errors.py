@@ -1,0 +1,36 @@
+"""Exceptions users see. Picklable, so they survive crossing Ray process boundaries."""
+
+
+class RayspeedError(Exception):
+    """Base of every error rayspeed raises on purpose; the CLI prints it without a traceback."""
+
+    def __reduce__(self):
+        return (type(self), self.args)
+
+
+class ConfigError(RayspeedError, ValueError):
+    """The experiment file, an override or the command line is wrong; one line per problem."""
+
+    def __init__(self, problems: list[str] | str):
+        problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__(problems)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+class RunStateError(RayspeedError):
+    """What is already in storage forbids the requested run (exists without --resume, etc.)."""
+
+
+class ClusterError(RayspeedError):
+    """The Ray cluster cannot be reached or can never run the requested scaling."""
+
+
+class DataError(RayspeedError):
+    """The data source cannot be read or does not fit the `data` section."""
+
+
+class TrainingFailed(RayspeedError):
+    """Training raised more often than `run.max_failures` allows; the run keeps its checkpoints."""

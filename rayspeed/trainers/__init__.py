@@ -1,0 +1,1 @@
+"""Training: the Ray driver (`fit`), the per-worker DeepSpeed loop, checkpoints and metrics."""

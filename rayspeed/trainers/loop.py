@@ -1,0 +1,122 @@
+"""The per-worker training loop run by Ray Train: restore -> step -> report/validate/checkpoint -> test.
+
+Every decision to report, validate or checkpoint depends only on the step number, so all ranks
+make the same collective calls in the same order (reports, all-reduces and saves are barriers).
+"""
+
+import time
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.nn.functional as F
+
+from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.trainers.checkpointing import restore, save_and_report
+from rayspeed.trainers.engine import INPUT_DTYPES, build_engine
+from rayspeed.trainers.evaluation import evaluate
+from rayspeed.trainers.meter import WindowMeter
+from rayspeed.trainers.models import build_model
+from rayspeed.trainers.plan import LoopPlan
+
+SHUFFLE_BUFFER_BATCHES = 8
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    cfg: ExperimentConfig = loop_config["experiment"]
+    plan: LoopPlan = loop_config["plan"]
+    worker = Worker(cfg, plan)
+    step = worker.restore()
+    shard = ray.train.get_dataset_shard("train")
+    micro, accum = cfg.batch.micro_batch_per_worker, cfg.batch.grad_accumulation
+    for epoch in range(step // plan.steps_per_epoch, plan.num_epochs):
+        first = (step - epoch * plan.steps_per_epoch) * accum  # micro batches done before a resume
+        usable = plan.steps_per_epoch * accum
+        batches = shard.iter_torch_batches(
+            batch_size=micro, drop_last=True, device=worker.device,
+            local_shuffle_buffer_size=micro * SHUFFLE_BUFFER_BATCHES,
+            local_shuffle_seed=cfg.train.seed + epoch * worker.world + worker.rank)
+        for index, (wait_s, batch) in enumerate(_timed(batches)):
+            # Skipped batches are still read: streaming_split feeds all ranks in lockstep.
+            if index < first or index >= usable or step >= plan.total_steps:
+                continue
+            worker.train_micro_step(batch, wait_s=wait_s)
+            if (index + 1) % accum == 0:
+                step += 1
+                worker.after_step(step)
+
+
+class Worker:
+    """One rank's engine and the report/validate/checkpoint policy around it."""
+
+    def __init__(self, cfg: ExperimentConfig, plan: LoopPlan):
+        context = ray.train.get_context()
+        self.rank, self.world = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.dtype = INPUT_DTYPES[cfg.train.precision]
+        self.cfg, self.plan = cfg, plan
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+        model = build_model(cfg.model, num_features=plan.num_features, num_classes=plan.num_classes)
+        self.engine = build_engine(model, ds_config=plan.ds_config)
+        self.meter = WindowMeter(self.device)
+        self.history: list[dict] = []  # rows logged since the last report
+
+    def restore(self) -> int:
+        return restore(self.engine, rank=self.rank)
+
+    def train_micro_step(self, batch: dict, *, wait_s: float) -> None:
+        logits = self.engine(batch["features"].to(self.dtype))
+        loss = F.cross_entropy(logits.float(), batch["label"])
+        self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps
+        self.engine.step()  # steps the optimizer and LR schedule only at accumulation boundaries
+        self.meter.add_micro(loss, rows=batch["label"].numel(), wait_s=wait_s)
+
+    def after_step(self, step: int) -> None:
+        """Logs a row every `log_every_n_steps`; reports (a barrier) only at epoch ends, checkpoints and the
+        end, carrying the rows logged since the previous report in `history`."""
+        self.meter.add_step()
+        plan = self.plan
+        final = step == plan.total_steps
+        checkpoint = final or step % plan.checkpoint_every == 0
+        report = checkpoint or step % plan.steps_per_epoch == 0
+        if not (report or step % self.cfg.tracking.log_every_n_steps == 0):
+            return
+        row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4), "lr": self.engine.get_lr()[0],
+               **self.meter.reduce(world=self.world)}
+        if not report:
+            self.history.append(row)
+            self.meter.restart()
+            return
+        if plan.has_val:
+            row.update(self._evaluate("val"))
+        if final:
+            row["done"] = True
+            if plan.has_test:
+                row.update(self._evaluate("test", with_confusion=True))
+        metrics = {**row, "history": self.history}
+        if checkpoint:
+            save_and_report(self.engine, metrics, step=step, rank=self.rank)
+        else:
+            ray.train.report(metrics)
+        self.history = []
+        self.meter.restart()
+
+    def _evaluate(self, split: str, *, with_confusion: bool = False) -> dict:
+        result = evaluate(self.engine, ray.train.get_dataset_shard(split), rank=self.rank, world=self.world,
+                          num_classes=self.plan.num_classes, device=self.device, dtype=self.dtype)
+        metrics = {f"{split}_loss": result.loss, f"{split}_accuracy": result.accuracy}
+        if with_confusion:
+            metrics[f"{split}_confusion"] = result.confusion
+        return metrics
+
+
+def _timed(batches):
+    """Yields (seconds spent waiting for the batch, batch)."""
+    iterator = iter(batches)
+    while True:
+        started = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        yield time.perf_counter() - started, batch
