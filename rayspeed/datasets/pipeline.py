@@ -66,7 +66,7 @@ def build_datasets(data: DataConfig, *, seed: int) -> PreparedData:
     classes = stats["labels"]
     if len(classes) < 2:
         raise DataError(f"data.label_column: {data.label_column!r} has {len(classes)} class; need 2 or more")
-    clean = tagged.filter(expr="~_missing") if dropped else tagged
+    clean = tagged.filter(expr="_missing == False") if dropped else tagged
     shape = {"features": features, "label": data.label_column, "means": stats["means"], "stds": stats["stds"],
              "class_index": {c: i for i, c in enumerate(classes)}}
     datasets = {

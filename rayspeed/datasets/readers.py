@@ -2,13 +2,19 @@
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import ray.data
 
 from rayspeed.config.data import DataConfig
 from rayspeed.datasets.builtin import load_builtin
 from rayspeed.errors import DataError
 
-READERS = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "json": ray.data.read_json}
+READERS = {
+    "parquet": ray.data.read_parquet,
+    # An empty CSV cell is a missing value for text columns too (pyarrow reads it as "" otherwise).
+    "csv": lambda source: ray.data.read_csv(source, convert_options=pa_csv.ConvertOptions(strings_can_be_null=True)),
+    "json": ray.data.read_json,
+}
 
 
 def read_source(data: DataConfig) -> ray.data.Dataset:

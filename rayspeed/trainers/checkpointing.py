@@ -56,6 +56,7 @@ def restore(engine, *, rank: int) -> int:
         rng_file = Path(directory) / f"rng_rank{rank}.pt"
         if rng_file.exists():
             _set_rng_state(torch.load(rng_file, weights_only=False))
+    print(f"[rayspeed] rank {rank} continues after the checkpoint of step {step}", flush=True)
     return step
 
 

@@ -23,7 +23,7 @@ from rayspeed.trainers.plan import LoopPlan, plan_loop
 from rayspeed.trainers.run_guard import CONFIG_FILE, claim_run
 from rayspeed.trainers.run_storage import RunStorage
 from rayspeed.trainers.summary import RunSummary, summarize
-from rayspeed.trainers.tracking import RunTracker, WandbSettings
+from rayspeed.trainers.tracking import RunTracker, WandbSettings, recover_metrics
 
 IDENTITY_FILE = "rayspeed.json"
 # Worker-group startup failures (e.g. resources that never appear) are retried this often, not forever.
@@ -39,7 +39,8 @@ def fit(cfg: ExperimentConfig, *, address: str | None, env: Mapping[str, str]) -
         env: the caller's environment (W&B mode and credentials to forward); read nowhere else.
     """
     storage = RunStorage.open(cfg.run.storage_path, cfg.run.name)
-    print(f"[rayspeed] {claim_run(cfg, storage).message}", flush=True)
+    start = claim_run(cfg, storage)
+    print(f"[rayspeed] {start.message}", flush=True)
     with connect(cfg.scaling, address=address, env=env) as where:
         print(f"[rayspeed] cluster: {where}", flush=True)
         prepared = build_datasets(cfg.data, seed=cfg.train.seed)
@@ -50,7 +51,8 @@ def fit(cfg: ExperimentConfig, *, address: str | None, env: Mapping[str, str]) -
               f"{cfg.batch.global_batch} on {cfg.scaling.num_workers} workers", flush=True)
         identity = _record_run(cfg, storage)
         tracker = RunTracker(storage, total_steps=plan.total_steps,
-                             wandb=_wandb_settings(cfg, storage, run_id=identity["wandb_run_id"], env=env))
+                             wandb=_wandb_settings(cfg, storage, run_id=identity["wandb_run_id"], env=env),
+                             wandb_backlog=recover_metrics(storage) if start.resuming else [])
         try:
             result = _trainer(cfg, plan, prepared.datasets, storage, tracker).fit()
         except ray.train.TrainingFailedError as error:

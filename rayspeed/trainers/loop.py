@@ -59,7 +59,7 @@ class Worker:
         model = build_model(cfg.model, num_features=plan.num_features, num_classes=plan.num_classes)
         self.engine = build_engine(model, ds_config=plan.ds_config)
         self.meter = WindowMeter(self.device)
-        self.history: list[dict] = []  # rows logged since the last report
+        self.rows: list[dict] = []  # rows logged since the last checkpoint
 
     def restore(self) -> int:
         return restore(self.engine, rank=self.rank)
@@ -73,7 +73,8 @@ class Worker:
 
     def after_step(self, step: int) -> None:
         """Logs a row every `log_every_n_steps`; reports (a barrier) only at epoch ends, checkpoints and the
-        end, carrying the rows logged since the previous report in `history`."""
+        end. Each report carries every row since the last checkpoint, so a checkpoint and the metrics it
+        covers are persisted together."""
         self.meter.add_step()
         plan = self.plan
         final = step == plan.total_steps
@@ -83,22 +84,20 @@ class Worker:
             return
         row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4), "lr": self.engine.get_lr()[0],
                **self.meter.reduce(world=self.world)}
-        if not report:
-            self.history.append(row)
-            self.meter.restart()
-            return
-        if plan.has_val:
-            row.update(self._evaluate("val"))
-        if final:
-            row["done"] = True
-            if plan.has_test:
-                row.update(self._evaluate("test", with_confusion=True))
-        metrics = {**row, "history": self.history}
-        if checkpoint:
-            save_and_report(self.engine, metrics, step=step, rank=self.rank)
-        else:
-            ray.train.report(metrics)
-        self.history = []
+        self.rows.append(row)
+        if report:
+            if plan.has_val:
+                row.update(self._evaluate("val"))
+            if final:
+                row["done"] = True
+                if plan.has_test:
+                    row.update(self._evaluate("test", with_confusion=True))
+            metrics = {**row, "rows": list(self.rows)}
+            if checkpoint:
+                save_and_report(self.engine, metrics, step=step, rank=self.rank)
+                self.rows = []
+            else:
+                ray.train.report(metrics)
         self.meter.restart()
 
     def _evaluate(self, split: str, *, with_confusion: bool = False) -> dict:

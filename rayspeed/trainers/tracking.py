@@ -1,7 +1,7 @@
 """Metrics sinks on the Train controller: the run's metrics.jsonl, W&B, and the progress lines.
 
-Rows are staged as reports arrive and committed only when a checkpoint covering them is
-persisted. A restart (worker failure or `--resume`) continues from that checkpoint, so the
+Rows are committed only from checkpoint reports, which carry every row since the previous
+checkpoint. A restart (worker failure or `--resume`) continues from the latest checkpoint, so the
 committed record never repeats or skips a step, in the file and in W&B alike.
 """
 
@@ -9,6 +9,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+import ray.train
 from ray.train import UserCallback
 
 from rayspeed.trainers.run_storage import RunStorage
@@ -35,50 +36,62 @@ def read_metrics(storage: RunStorage) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def write_metrics(storage: RunStorage, rows: list[dict]) -> None:
+    # Object stores cannot append, so the file is rewritten whole; it holds a line per logged step.
+    storage.write("".join(json.dumps(row) + "\n" for row in rows), METRICS_FILE)
+
+
+def recover_metrics(storage: RunStorage) -> list[dict]:
+    """Puts back into metrics.jsonl the rows of the latest checkpoint when a run was killed after Ray
+    recorded that checkpoint but before the tracker committed its rows.
+
+    Returns:
+        The recovered rows (W&B has not seen them either).
+    """
+    if not storage.has_checkpoint():
+        return []
+    latest = ray.train.Result.from_path(storage.path, storage_filesystem=storage.filesystem).metrics or {}
+    committed = read_metrics(storage)
+    last = committed[-1]["step"] if committed else 0
+    missing = [row for row in latest.get("rows", []) if row["step"] > last]
+    if missing:
+        write_metrics(storage, committed + missing)
+    return missing
+
+
 class RunTracker(UserCallback):
     """Ray Train callback (runs on the controller, once per report, with rank 0's metrics)."""
 
-    def __init__(self, storage: RunStorage, *, total_steps: int, wandb: WandbSettings | None):
+    def __init__(self, storage: RunStorage, *, total_steps: int, wandb: WandbSettings | None,
+                 wandb_backlog: list[dict]):
         self._storage = storage
         self._total_steps = total_steps
         self._wandb_settings = wandb
+        self._wandb_backlog = list(wandb_backlog)  # committed to the file, not yet logged to W&B
         self._committed: list[dict] | None = None  # loaded lazily, in the controller process
-        self._staged: list[dict] = []
         self._wandb_run = None
 
     def after_report(self, run_context, metrics, checkpoint):
-        reported = dict(metrics[0])
-        for row in [*reported.pop("history", []), reported]:
-            self._stage(row)
+        reported = metrics[0]
         print(progress_line(reported, self._total_steps), flush=True)
         if checkpoint is not None:
-            self._commit()
+            self._commit(reported["rows"])
         if reported.get("done"):
             self._finish()
 
-    def _stage(self, row: dict) -> None:
-        committed = self._load_committed()
-        if committed and row["step"] <= committed[-1]["step"]:
-            return  # already recorded by the run this one resumed
-        # A step at or before a staged one means the workers restarted from the latest checkpoint.
-        self._staged = [staged for staged in self._staged if staged["step"] < row["step"]]
-        self._staged.append(row)
-
-    def _commit(self) -> None:
-        committed = self._load_committed()
-        committed.extend(self._staged)
-        # Object stores cannot append, so the file is rewritten whole; it holds one line per report.
-        self._storage.write("".join(json.dumps(row) + "\n" for row in committed), METRICS_FILE)
-        run = self._wandb()
-        for row in self._staged:
-            if run is not None:
-                run.log(scalars(row), step=row["step"])
-        self._staged = []
-
-    def _load_committed(self) -> list[dict]:
+    def _commit(self, rows: list[dict]) -> None:
         if self._committed is None:
             self._committed = read_metrics(self._storage)
-        return self._committed
+        last = self._committed[-1]["step"] if self._committed else 0
+        new = [row for row in rows if row["step"] > last]
+        # W&B first: if the process dies in between, a resume re-logs rather than loses these steps.
+        run = self._wandb()
+        if run is not None:
+            for row in [*self._wandb_backlog, *new]:
+                run.log(scalars(row), step=row["step"])
+        self._wandb_backlog = []
+        self._committed.extend(new)
+        write_metrics(self._storage, self._committed)
 
     def _wandb(self):
         settings = self._wandb_settings

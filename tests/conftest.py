@@ -1,0 +1,55 @@
+"""Shared fixtures: one real local Ray cluster for the whole session, and tiny digits experiments."""
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.pop("WANDB_API_KEY", None)  # tests run W&B offline: tracking.mode auto -> offline
+os.environ.pop("RAY_ADDRESS", None)
+
+TINY_DIGITS = {
+    "data": {"source": "digits"},
+    "model": {"name": "mlp", "args": {"hidden_sizes": [64]}},
+    "train": {"epochs": 3, "global_batch": 64, "micro_batch_per_worker": 16, "lr": 3e-3, "zero_stage": 2,
+              "warmup_steps": 5},
+    "scaling": {"num_workers": 2},
+    "checkpoint": {"keep": 2, "score_metric": "val_accuracy", "score_mode": "max"},
+    "tracking": {"log_every_n_steps": 5},
+    "run": {"name": "tiny"},
+}
+
+
+def experiment(tmp_path: Path, **sections) -> Path:
+    """Writes TINY_DIGITS updated section by section (`train={"zero_stage": 3}`), storing runs in tmp_path."""
+    config = copy.deepcopy(TINY_DIGITS)
+    config["run"]["storage_path"] = str(tmp_path / "runs")
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    path = tmp_path / f"{config['run']['name']}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """A real local Ray head with 4 logical CPUs: 2 training workers, Ray Data, and spare room."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, connect=False,
+                      head_node_args={"num_cpus": 4, "object_store_memory": 300 * 1024**2})
+    yield cluster.address
+    cluster.shutdown()
+
+
+@pytest.fixture
+def ray_session(ray_address):
+    """This process connected to the session cluster for one test (fit() connects by itself instead)."""
+    import ray
+
+    ray.init(address=ray_address)
+    yield ray_address
+    ray.shutdown()

@@ -1,0 +1,49 @@
+"""Bad experiment files through the real `rayspeed` command: exit 2, one short line naming the field,
+and Ray is never imported (so never started)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import experiment
+
+PROBE = ("import sys; from rayspeed.cli import main; code = main(sys.argv[1:]); "
+         "print('ray imported:', 'ray' in sys.modules); sys.exit(code)")
+
+
+def rayspeed(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "sections, field",
+    [
+        ({"train": {"lr": 1e-3, "lrr": 1}}, "train.lrr: unknown key; did you mean 'lr'?"),
+        ({"trainn": {"lr": 1e-3}}, "trainn: unknown section; did you mean 'train'?"),
+        ({"train": {"lr": -0.1}}, "train.lr: Input should be greater than 0"),
+        ({"data": {"source": "/nowhere/data.parquet"}}, "data.source: no such file or directory"),
+        ({"model": {"name": "transformer"}}, "model.name: Input should be 'mlp' or 'cnn'"),
+        ({"train": {"zero_stage": 4}}, "train.zero_stage: Input should be 0, 1, 2 or 3"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_field_before_ray(tmp_path, sections, field):
+    result = rayspeed("train", str(experiment(tmp_path, **sections)))
+    assert result.returncode == 2
+    assert field in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # short: no traceback
+    assert "ray imported: False" in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_override_is_reported_like_the_file(tmp_path):
+    result = rayspeed("train", str(experiment(tmp_path)), "train.zero_stage=4")
+    assert result.returncode == 2 and "train.zero_stage" in result.stderr
+
+
+def test_config_show_prints_resolved_and_deepspeed_config(tmp_path):
+    result = subprocess.run(["rayspeed", "config", "show", str(experiment(tmp_path)), "train.max_steps=30",
+                             "train.epochs=null"], capture_output=True, text=True, check=True)
+    assert "grad_accumulation: 2" in result.stdout
+    assert '"gradient_accumulation_steps": 2' in result.stdout
+    assert '"total_num_steps": 30' in result.stdout

@@ -1,0 +1,144 @@
+"""The experiment schema through its public loader: no Ray, no torch."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TINY_DIGITS
+from rayspeed.config import load_config
+from rayspeed.config.redact import REDACTED, redact
+from rayspeed.errors import ConfigError
+
+EXAMPLES = sorted(Path(__file__).parent.parent.glob("examples/*.yaml"))
+
+
+def write(tmp_path, config: dict) -> Path:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def problems(tmp_path, overrides=(), config=TINY_DIGITS) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, config), overrides)
+    return str(caught.value)
+
+
+def test_grad_accumulation_is_derived_from_global_micro_and_workers(tmp_path):
+    cfg = load_config(write(tmp_path, TINY_DIGITS), ["train.global_batch=64", "train.micro_batch_per_worker=8"])
+    ds = cfg.deepspeed_config(total_steps=100)
+    assert ds["gradient_accumulation_steps"] == 4
+    assert ds["train_batch_size"] == 64 and ds["train_micro_batch_size_per_gpu"] == 8
+
+
+def test_global_batch_that_cannot_split_is_rejected_naming_the_three_numbers(tmp_path):
+    message = problems(tmp_path, ["train.global_batch=60", "train.micro_batch_per_worker=8"])
+    assert "train.global_batch (60)" in message
+    assert "train.micro_batch_per_worker (8)" in message
+    assert "scaling.num_workers (2)" in message
+    assert message.count("\n") == 0  # one problem, reported once
+
+
+def test_all_three_batch_terms_must_agree(tmp_path):
+    message = problems(tmp_path, ["train.global_batch=64", "train.micro_batch_per_worker=8",
+                                  "train.grad_accumulation=2"])
+    assert "train.grad_accumulation (2)" in message and "= 32" in message
+
+
+def test_micro_batch_alone_means_no_accumulation(tmp_path):
+    cfg = load_config(write(tmp_path, TINY_DIGITS), ["train.global_batch=null", "train.micro_batch_per_worker=8"])
+    assert (cfg.batch.global_batch, cfg.batch.grad_accumulation) == (16, 1)
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.lrr=0.1", "train.lrr: unknown key; did you mean 'lr'?"),
+        ("trian.lr=0.1", "trian: unknown section; did you mean 'train'?"),
+        ("train.lr=-1", "train.lr: Input should be greater than 0"),
+        ("model.name=resnet", "model.name: Input should be 'mlp' or 'cnn'"),
+        ("train.zero_stage=4", "train.zero_stage: Input should be 0, 1, 2 or 3"),
+        ("data.source=/no/such/file.csv", "data.source: no such file or directory"),
+        ("train.precision=fp16", "train.precision: fp16 does not run on CPU"),
+        ("checkpoint.score_mode=min", "checkpoint.score_mode: min would keep the worst"),
+        ("train.epochs=null", "set exactly one of train.epochs and train.max_steps"),
+    ],
+)
+def test_bad_values_name_the_field(tmp_path, override, expected):
+    message = problems(tmp_path, [override])
+    assert expected in message
+    assert message.startswith(str(tmp_path / "experiment.yaml"))
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path):
+    message = problems(tmp_path, ["train.lr=-1", "train.zero_stage=9", "scaling.num_wrkers=2"])
+    assert len(message.splitlines()) == 3
+
+
+def test_deepspeed_block_may_add_but_not_contradict(tmp_path):
+    config = {**TINY_DIGITS, "deepspeed": {"wall_clock_breakdown": True, "zero_optimization": {"stage": 3}}}
+    message = problems(tmp_path, config=config)
+    assert "deepspeed.zero_optimization.stage: 3 contradicts" in message
+    config["deepspeed"] = {"wall_clock_breakdown": True, "zero_optimization": {"stage": 2,
+                                                                               "overlap_comm": False}}
+    cfg = load_config(write(tmp_path, config))
+    ds = cfg.deepspeed_config(total_steps=10)
+    assert ds["wall_clock_breakdown"] is True
+    assert ds["zero_optimization"] == {"stage": 2, "overlap_comm": False}
+
+
+def test_generated_optimizer_never_needs_a_cpp_build(tmp_path):
+    cfg = load_config(write(tmp_path, TINY_DIGITS))
+    assert cfg.deepspeed_config(total_steps=10)["optimizer"]["params"]["torch_adam"] is True
+
+
+def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
+    cfg = load_config(write(tmp_path, TINY_DIGITS), ["model.args.hidden_sizes=[8, 4]", "train.lr=3e-4"])
+    assert cfg.model.args["hidden_sizes"] == [8, 4] and cfg.train.lr == 3e-4
+    assert "expected section.key=value" in problems(tmp_path, ["train.lr"])
+
+
+def test_missing_file_and_non_mapping_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such experiment file"):
+        load_config(tmp_path / "absent.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_validates(path):
+    cfg = load_config(path)
+    assert cfg.run.name
+
+
+def test_resolved_config_round_trips_through_the_loader(tmp_path):
+    cfg = load_config(write(tmp_path, TINY_DIGITS))
+    again = load_config(write(tmp_path, cfg.resolved_dict()))
+    assert again == cfg.model_copy(update={"train": again.train}) and again.batch == cfg.batch
+
+
+def test_redact_blanks_secret_keys_and_uri_credentials():
+    cleaned = redact({"api_key": "abc", "nested": {"AWS_SECRET_ACCESS_KEY": "s"},
+                      "source": "s3://AKIA:pw@bucket/x?secret_key=zz&region=eu"})
+    assert cleaned["api_key"] == REDACTED and cleaned["nested"]["AWS_SECRET_ACCESS_KEY"] == REDACTED
+    assert "pw" not in cleaned["source"] and "zz" not in cleaned["source"] and "region=eu" in cleaned["source"]
+
+
+def test_json_schema_documents_fields():
+    from rayspeed.config import ExperimentConfig
+
+    schema = json.dumps(ExperimentConfig.model_json_schema())
+    assert "Peak learning rate." in schema
+
+
+def test_config_layer_stays_light():
+    """Validating a config must not pay for torch, deepspeed or Ray Train imports."""
+    code = ("import sys, rayspeed.config, rayspeed.cli; "
+            "print(sorted(m for m in ('torch', 'deepspeed', 'ray.train', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
