@@ -142,3 +142,9 @@ def test_config_layer_stays_light():
             "print(sorted(m for m in ('torch', 'deepspeed', 'ray.train', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_imports_point_one_way():
+    """config <- cluster/datasets <- trainers <- cli: the import-linter contract in pyproject.toml."""
+    result = subprocess.run(["lint-imports"], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stdout

@@ -43,7 +43,9 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
                  log_to_driver=True)
         where = f"Ray cluster at {address}"
     else:
-        ray.init(num_cpus=local_cpus(scaling), num_gpus=None if scaling.use_gpu else 0,
+        # "local" starts a new instance even when another Ray runs on this machine (plain ray.init()
+        # would join that one instead, with none of the resources asked for here).
+        ray.init(address="local", num_cpus=local_cpus(scaling), num_gpus=None if scaling.use_gpu else 0,
                  include_dashboard=True, log_to_driver=True)
         where = "embedded local Ray"
     try:

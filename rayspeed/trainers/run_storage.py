@@ -46,6 +46,12 @@ class RunStorage:
         base = redact_uri(self.storage_uri.rstrip("/").split("?")[0])
         return "/".join([base, self.name, *parts])
 
+    def uri(self, fs_path: str) -> str:
+        """A filesystem path of this storage as a URI (`s3://bucket/...`), or as-is when local."""
+        if self.is_local():
+            return fs_path
+        return f"{self.storage_uri.split('://', 1)[0]}://{fs_path}"
+
     def is_local(self) -> bool:
         return isinstance(self.filesystem, pafs.LocalFileSystem)
 

@@ -34,6 +34,7 @@ def summarize(storage: RunStorage, result, *, classes: list, score_metric: str |
     rows = read_metrics(storage)
     final = {k: v for k, v in (rows[-1] if rows else {}).items() if not isinstance(v, list)}
     best, best_metrics = _best_checkpoint(result, score_metric, score_mode)
+    best = storage.uri(best) if best else None
     files = []
     if rows:
         storage.write(plots.loss_curves(rows, title=storage.name), "loss_curves.png")
