@@ -66,7 +66,7 @@ def main() -> None:
                   f"{native[-1]['wall_s']:.1f} s | rayspeed {ours[-1]['samples_per_s']:.0f} samples/s "
                   f"{ours[-1]['wall_s']:.1f} s", flush=True)
     median = lambda runs, key: statistics.median(run[key] for run in runs)  # noqa: E731
-    print(f"\n| command | steady samples/s (median) | wall s (median) |\n|---|---|---|")
+    print("\n| command | steady samples/s (median) | wall s (median) |\n|---|---|---|")
     print(f"| torchrun + DeepSpeed | {median(native, 'samples_per_s'):.0f} | {median(native, 'wall_s'):.1f} |")
     print(f"| rayspeed train | {median(ours, 'samples_per_s'):.0f} | {median(ours, 'wall_s'):.1f} |")
     print(f"\nsamples/s ratio rayspeed / native: "

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import experiment
 
 PROBE = ("import sys; from rayspeed.cli import main; code = main(sys.argv[1:]); "

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY_DIGITS
+
 from rayspeed.config import load_config
 from rayspeed.config.redact import REDACTED, redact
 from rayspeed.errors import ConfigError

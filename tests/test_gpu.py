@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import experiment
+
 from rayspeed.config import load_config
 
 needs_two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")

@@ -5,9 +5,9 @@ import json
 import boto3
 import pyarrow.fs as pafs
 import pytest
+from conftest import experiment
 from moto.server import ThreadedMotoServer
 
-from conftest import experiment
 from rayspeed.config import load_config
 from rayspeed.errors import RunStateError
 from rayspeed.trainers.run_guard import claim_run

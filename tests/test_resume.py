@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import wandb_records
 from conftest import experiment
 
@@ -109,9 +108,8 @@ def test_killed_worker_restarts_from_checkpoint_without_duplicate_metrics(tmp_pa
 
 
 def training_worker_pid(address: str) -> int:
-    from ray.util.state import list_actors
-
     import ray
+    from ray.util.state import list_actors
 
     ray.init(address=address)
     try:

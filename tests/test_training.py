@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 import wandb_records
 from conftest import experiment
+
 from rayspeed.config import load_config
 from rayspeed.trainers.driver import fit
 

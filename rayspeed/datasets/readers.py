@@ -40,7 +40,7 @@ def feature_columns(schema: ray.data.Schema, data: DataConfig) -> list[str]:
         field = "data.label_column" if data.label_column in absent else "data.feature_columns"
         raise DataError(f"{field}: column(s) {absent} not in {data.source!r} (it has {names})")
     features = data.feature_columns or [c for c in names if c != data.label_column]
-    types = dict(zip(names, schema.types))
+    types = dict(zip(names, schema.types, strict=True))
     non_numeric = [c for c in features if not _is_numeric(types[c])]
     if non_numeric:
         raise DataError(

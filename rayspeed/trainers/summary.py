@@ -20,12 +20,15 @@ class RunSummary:
     files: list[str]
 
     def lines(self) -> list[str]:
-        shown = lambda metrics: ", ".join(f"{k} {metrics[k]:.4f}" for k in SHOWN_METRICS if k in metrics)  # noqa: E731
-        lines = [f"run: {self.run_dir} ({self.steps} steps)", f"final: {shown(self.final)}"]
+        lines = [f"run: {self.run_dir} ({self.steps} steps)", f"final: {_shown(self.final)}"]
         if self.best_checkpoint:
-            lines.append(f"best checkpoint: {self.best_checkpoint} ({shown(self.best_metrics)})")
+            lines.append(f"best checkpoint: {self.best_checkpoint} ({_shown(self.best_metrics)})")
         lines += [f"wrote: {name}" for name in self.files]
         return lines
+
+
+def _shown(metrics: dict) -> str:
+    return ", ".join(f"{key} {metrics[key]:.4f}" for key in SHOWN_METRICS if key in metrics)
 
 
 def summarize(storage: RunStorage, result, *, classes: list, score_metric: str | None,
