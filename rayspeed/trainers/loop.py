@@ -30,20 +30,28 @@ def train_loop_per_worker(loop_config: dict) -> None:
     shard = ray.train.get_dataset_shard("train")
     micro, accum = cfg.batch.micro_batch_per_worker, cfg.batch.grad_accumulation
     for epoch in range(step // plan.steps_per_epoch, plan.num_epochs):
-        first = (step - epoch * plan.steps_per_epoch) * accum  # micro batches done before a resume
-        usable = plan.steps_per_epoch * accum
+        first = step - epoch * plan.steps_per_epoch  # steps of this epoch done before a resume
+        # One fetched batch holds one optimizer step's rows for this rank: fewer, larger conversions
+        # from Ray Data than one per micro batch.
         batches = shard.iter_torch_batches(
-            batch_size=micro, drop_last=True, device=worker.device,
-            local_shuffle_buffer_size=micro * SHUFFLE_BUFFER_BATCHES,
+            batch_size=micro * accum, drop_last=True, device=worker.device,
+            local_shuffle_buffer_size=micro * accum * SHUFFLE_BUFFER_BATCHES,
             local_shuffle_seed=cfg.train.seed + epoch * worker.world + worker.rank)
         for index, (wait_s, batch) in enumerate(_timed(batches)):
             # Skipped batches are still read: streaming_split feeds all ranks in lockstep.
-            if index < first or index >= usable or step >= plan.total_steps:
+            if index < first or index >= plan.steps_per_epoch or step >= plan.total_steps:
                 continue
-            worker.train_micro_step(batch, wait_s=wait_s)
-            if (index + 1) % accum == 0:
-                step += 1
-                worker.after_step(step)
+            for micro_batch in _split(batch, micro):
+                worker.train_micro_step(micro_batch, wait_s=wait_s / accum)
+            step += 1
+            worker.after_step(step)
+
+
+def _split(batch: dict, size: int):
+    """Micro batches of `size` rows; DeepSpeed steps the optimizer after the last of them."""
+    columns = {name: torch.split(values, size) for name, values in batch.items()}
+    for parts in zip(*columns.values(), strict=True):
+        yield dict(zip(columns, parts, strict=True))
 
 
 class Worker:
