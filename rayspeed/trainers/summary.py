@@ -62,4 +62,4 @@ def _best_checkpoint(result, score_metric: str | None, score_mode: str) -> tuple
         checkpoint, metrics = pick(candidates, key=lambda pair: pair[1][score_metric])
     else:
         checkpoint, metrics = candidates[-1]
-    return checkpoint.path, {k: v for k, v in metrics.items() if not isinstance(v, list)}  # drops history
+    return checkpoint.path, {k: v for k, v in metrics.items() if not isinstance(v, list)}  # drops rows, confusion
