@@ -1,13 +1,15 @@
-"""`rayspeed` commands. Thin: parse arguments, validate the config, call one function per verb."""
+"""`rayspeed` commands. Thin: parse arguments, validate the config, pre-flight, connect, call one function."""
 
 import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 
 import yaml
 
 from rayspeed.config import ExperimentConfig, load_config
+from rayspeed.config.preflight import importable_from, preflight
 from rayspeed.config.redact import redact
 from rayspeed.errors import RayspeedError, TrainingFailed
 
@@ -28,22 +30,60 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args) -> int:
     overrides = [*args.overrides, *(["run.resume=required"] if args.resume else [])]
-    cfg = load_config(args.config, overrides)
-    from rayspeed.trainers.driver import fit  # imports Ray and torch: only once the config is valid
+    working_dir = os.getcwd()
+    importable_from(working_dir)  # a model module next to the experiment file, as `python -m` allows
+    checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
+    cfg = checked.cfg
+    from rayspeed.runs.guard import claim_run
+    from rayspeed.runs.output import capture_output, keep_log, run_log_path
+    from rayspeed.runs.storage import RunStorage
 
-    summary = fit(cfg, address=args.address or os.environ.get("RAY_ADDRESS"), env=dict(os.environ))
-    print("\n".join(f"[rayspeed] {line}" for line in summary.lines()))
+    storage = RunStorage.open(cfg.run.storage_path, cfg.run.name)
+    start = claim_run(cfg, storage)
+    log_path = run_log_path(storage)
+    with capture_output(log_path, verbose=args.verbose) as terminal:
+        terminal.say(start.message)
+        try:
+            summary = _fit_on_cluster(cfg, storage, start, terminal, address=args.address or os.environ.get(
+                "RAY_ADDRESS"), code_dir=checked.code_dir, env=os.environ)
+        except RayspeedError:
+            print(f"rayspeed: the full log is in {log_path}", file=terminal.err, flush=True)
+            raise
+        finally:
+            keep_log(storage, log_path)
+        for line in summary.lines():
+            terminal.say(line)
     return 0
+
+
+def _fit_on_cluster(cfg, storage, start, terminal, *, address: str | None, code_dir: str | None,
+                    env: Mapping[str, str]):
+    """Imports Ray and torch only here, once the config is valid and the run is claimed."""
+    from rayspeed.cluster import connect
+    from rayspeed.runs.progress import ProgressDisplay
+    from rayspeed.trainers.driver import fit
+
+    with connect(cfg.scaling, address=address, env=env) as where:
+        terminal.say(f"cluster: {where}")
+        return fit(cfg, storage=storage, start=start, wandb_mode=wandb_mode(cfg.tracking.mode, env),
+                   observers=[ProgressDisplay(terminal)], code_dir=code_dir)
+
+
+def wandb_mode(configured: str, env: Mapping[str, str]) -> str:
+    """`tracking.mode`, where `auto` means: WANDB_MODE if set, else online with a key, else offline."""
+    if configured != "auto":
+        return configured
+    if env.get("WANDB_MODE") in ("online", "offline", "disabled"):
+        return env["WANDB_MODE"]
+    return "online" if env.get("WANDB_API_KEY") else "offline"
 
 
 def _config_show(args) -> int:
     cfg = load_config(args.config, args.overrides)
-    total = cfg.train.max_steps
     print("# resolved experiment config")
     print(yaml.safe_dump(redact(cfg.resolved_dict()), sort_keys=False), end="")
-    print("\n# generated DeepSpeed config" +
-          ("" if total else " (total_num_steps = epochs x steps per epoch, known once the data is read)"))
-    print(json.dumps(redact(cfg.deepspeed_config(total_steps=total)), indent=2))
+    print("\n# generated DeepSpeed config (the lr schedule is rayspeed's: train.lr_schedule, train.warmup_steps)")
+    print(json.dumps(redact(cfg.deepspeed_config()), indent=2))
     return 0
 
 
@@ -67,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run from its latest checkpoint (sets run.resume=required)")
+    train.add_argument("--verbose", action="store_true",
+                       help="also show Ray's, Ray Data's and DeepSpeed's output (always in the run's rayspeed.log)")
     train.set_defaults(command=_train)
 
     config = verbs.add_parser("config", help="inspect an experiment file").add_subparsers(required=True,

@@ -9,7 +9,8 @@ import pytest
 import yaml
 from conftest import TINY_DIGITS
 
-from rayspeed.config import load_config
+from rayspeed.config import ExperimentConfig, load_config
+from rayspeed.config.load import apply_overrides
 from rayspeed.config.redact import REDACTED, redact
 from rayspeed.errors import ConfigError
 
@@ -30,7 +31,7 @@ def problems(tmp_path, overrides=(), config=TINY_DIGITS) -> str:
 
 def test_grad_accumulation_is_derived_from_global_micro_and_workers(tmp_path):
     cfg = load_config(write(tmp_path, TINY_DIGITS), ["train.global_batch=64", "train.micro_batch_per_worker=8"])
-    ds = cfg.deepspeed_config(total_steps=100)
+    ds = cfg.deepspeed_config()
     assert ds["gradient_accumulation_steps"] == 4
     assert ds["train_batch_size"] == 64 and ds["train_micro_batch_size_per_gpu"] == 8
 
@@ -60,10 +61,15 @@ def test_micro_batch_alone_means_no_accumulation(tmp_path):
         ("train.lrr=0.1", "train.lrr: unknown key; did you mean 'lr'?"),
         ("trian.lr=0.1", "trian: unknown section; did you mean 'train'?"),
         ("train.lr=-1", "train.lr: Input should be greater than 0"),
-        ("model.name=resnet", "model.name: Input should be 'mlp' or 'cnn'"),
+        ("model.name=resnet", "model.name: Input should be 'mlp' or 'cnn' (or set model.factory) (got 'resnet')"),
         ("train.zero_stage=4", "train.zero_stage: Input should be 0, 1, 2 or 3"),
-        ("data.source=/no/such/file.csv", "data.source: no such file or directory"),
-        ("train.precision=fp16", "train.precision: fp16 does not run on CPU"),
+        ("data.source=/no/such/file.txt", "cannot infer the format of '/no/such/file.txt'"),
+        ("train.precision=fp16", "train.precision: fp16 runs on GPU workers only"),
+        ("train.precision=bf16", "train.precision: bf16 runs on GPU workers only"),
+        ("model.args.hidden_sizes=[64, -1]", "model.args.hidden_sizes.1: Input should be greater than 0"),
+        ("model.args.depth=3", "model.args.depth: unknown key; did you mean 'dropout'?"),
+        ("model.factory=not-a-module", "model.factory: must look like 'package.module:function'"),
+        ("model.factory=pkg.mod:build", "model.name: must be null when model.factory is set (got 'mlp')"),
         ("checkpoint.score_mode=min", "checkpoint.score_mode: min would keep the worst"),
         ("train.epochs=null", "set exactly one of train.epochs and train.max_steps"),
     ],
@@ -86,19 +92,19 @@ def test_deepspeed_block_may_add_but_not_contradict(tmp_path):
     config["deepspeed"] = {"wall_clock_breakdown": True, "zero_optimization": {"stage": 2,
                                                                                "overlap_comm": False}}
     cfg = load_config(write(tmp_path, config))
-    ds = cfg.deepspeed_config(total_steps=10)
+    ds = cfg.deepspeed_config()
     assert ds["wall_clock_breakdown"] is True
     assert ds["zero_optimization"] == {"stage": 2, "overlap_comm": False}
 
 
 def test_generated_optimizer_never_needs_a_cpp_build(tmp_path):
     cfg = load_config(write(tmp_path, TINY_DIGITS))
-    assert cfg.deepspeed_config(total_steps=10)["optimizer"]["params"]["torch_adam"] is True
+    assert cfg.deepspeed_config()["optimizer"]["params"]["torch_adam"] is True
 
 
 def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     cfg = load_config(write(tmp_path, TINY_DIGITS), ["model.args.hidden_sizes=[8, 4]", "train.lr=3e-4"])
-    assert cfg.model.args["hidden_sizes"] == [8, 4] and cfg.train.lr == 3e-4
+    assert cfg.model.args.hidden_sizes == [8, 4] and cfg.train.lr == 3e-4
     assert "expected section.key=value" in problems(tmp_path, ["train.lr"])
 
 
@@ -130,8 +136,6 @@ def test_redact_blanks_secret_keys_and_uri_credentials():
 
 
 def test_json_schema_documents_fields():
-    from rayspeed.config import ExperimentConfig
-
     schema = json.dumps(ExperimentConfig.model_json_schema())
     assert "Peak learning rate." in schema
 
@@ -148,3 +152,39 @@ def test_imports_point_one_way():
     """config <- cluster/datasets <- trainers <- cli: the import-linter contract in pyproject.toml."""
     result = subprocess.run(["lint-imports"], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stdout
+
+
+def test_validation_never_touches_the_file_system(tmp_path):
+    """A config may be submitted to a cluster where paths differ: paths are checked by the verb that reads them."""
+    cfg = load_config(write(tmp_path, TINY_DIGITS), ["data.source=/data/on/the/cluster.parquet",
+                                                     "model.factory=cluster_only_module:build", "model.name=null",
+                                                     "model.args={}"])
+    assert cfg.data.source == "/data/on/the/cluster.parquet" and cfg.model.factory == "cluster_only_module:build"
+
+
+def test_value_overrides_share_the_checks_of_string_overrides(tmp_path):
+    cfg = load_config(write(tmp_path, TINY_DIGITS))
+    changed = apply_overrides(cfg, {"train.lr": 0.01, "model.args.hidden_sizes": [8]})
+    assert changed.train.lr == 0.01 and changed.model.args.hidden_sizes == [8] and cfg.train.lr == 3e-3
+    with pytest.raises(ConfigError) as caught:
+        apply_overrides(cfg, {"train.lr": -1, "train.lrr": 1}, source="trial 3")
+    assert str(caught.value).splitlines() == ["trial 3: train.lr: Input should be greater than 0 (got -1)",
+                                              "trial 3: train.lrr: unknown key; did you mean 'lr'?"]
+
+
+def test_gpus_per_worker_other_than_one_is_refused_with_the_reason(tmp_path):
+    message = problems(tmp_path, ["scaling.use_gpu=true", "scaling.gpus_per_worker=2"])
+    assert "scaling.gpus_per_worker: must be 1 (got 2)" in message and "exactly one GPU" in message
+
+
+def test_sgd_under_zero_is_allowed_by_the_generated_deepspeed_config(tmp_path):
+    ds = load_config(write(tmp_path, TINY_DIGITS), ["train.optimizer=sgd"]).deepspeed_config()
+    assert ds["optimizer"]["type"] == "SGD" and ds["zero_allow_untested_optimizer"] is True
+    assert "scheduler" not in ds  # rayspeed's own schedule: DeepSpeed's rejects warmup 0
+
+
+def test_model_args_are_typed_per_model_and_documented(tmp_path):
+    cfg = load_config(write(tmp_path, TINY_DIGITS), ["model.name=cnn", "model.args={channels: [4]}"])
+    assert cfg.model.args.channels == [4] and cfg.model.args.image_shape is None
+    schema = json.dumps(ExperimentConfig.model_json_schema())
+    assert "Width of each hidden layer" in schema and "Output channels of each 3x3 conv block" in schema

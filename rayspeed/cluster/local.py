@@ -20,9 +20,10 @@ CONNECT_TIMEOUT_S = 5.0
 # The Train controller collects reports at this interval and each worker's report queue holds one,
 # so Ray's default (2 s) stalls workers that report more often; Ray propagates it to the controller.
 CONTROLLER_POLL_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
-# Environment the workers need from the submitting shell when they run on another machine.
-FORWARDED_ENV = ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL", "WANDB_ENTITY", "AWS_ACCESS_KEY_ID",
-                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
+# Environment the workers need from the submitting shell when they run on another machine: object
+# storage credentials for checkpoints. W&B runs in the driver only, so its key is never forwarded.
+FORWARDED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
+                 "AWS_ENDPOINT_URL")
 
 
 @contextlib.contextmanager

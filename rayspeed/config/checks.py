@@ -9,10 +9,11 @@ from rayspeed.config.train import TrainConfig
 
 
 def check_precision_fits_device(train: TrainConfig, scaling: ScalingConfig) -> None:
-    if train.precision == "fp16" and not scaling.use_gpu:
+    """CPU workers train in fp32: DeepSpeed has no fp16 on CPU, and bf16 there is untested and slow."""
+    if train.precision != "fp32" and not scaling.use_gpu:
         raise ValueError(
-            "train.precision: fp16 does not run on CPU workers (scaling.use_gpu is false); use fp32, "
-            "or bf16 on GPUs"
+            f"train.precision: {train.precision} runs on GPU workers only (scaling.use_gpu is false); "
+            "CPU workers train in fp32"
         )
 
 
@@ -33,10 +34,10 @@ def check_deepspeed_block(train: TrainConfig, scaling: ScalingConfig, block: dic
         batch = resolve_batch(train, num_workers=scaling.num_workers)
     except ValueError:
         return  # reported by the batch rule itself
-    merge_user_block(deepspeed_config(train, batch, total_steps=None), block)
+    merge_user_block(deepspeed_config(train, batch), block)
 
 
-def run_all(data, train, scaling, checkpoint, block) -> list[str]:
+def run_all(train, scaling, checkpoint, data, block) -> list[str]:
     """Every cross-section problem, one message each (all are reported, not just the first)."""
     rules = [
         lambda: resolve_batch(train, num_workers=scaling.num_workers),

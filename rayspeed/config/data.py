@@ -1,12 +1,13 @@
 """The `data` section: where rows come from and how they are cleaned and split.
 
-It only describes the data; reading it is `rayspeed.datasets`' job.
+It only describes the data: validation never touches the file system (the config may be submitted
+to a cluster where paths differ); reading it, and checking that it is there, is `rayspeed.datasets`' job.
 """
 
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from rayspeed.config.section import Section
 
@@ -41,9 +42,10 @@ class DataConfig(Section):
     """Where the rows come from, which columns matter, and how rows are cleaned and split."""
 
     source: str = "digits"
-    """A built-in dataset name (digits), or a local path or URI (s3://..., gs://...) of a file or directory."""
+    """A built-in dataset name (digits), or a path or URI (s3://..., gs://...) of a file or directory;
+    a relative path is relative to the directory rayspeed runs from."""
     format: Literal["auto", "parquet", "csv", "json"] = "auto"
-    """File format; `auto` infers it from the file suffix (.parquet, .csv, .json, .jsonl)."""
+    """File format; `auto` infers it from the suffix of the file, or of the files in the directory."""
     label_column: str = "label"
     """Column holding the class label (integers or strings)."""
     feature_columns: list[str] | None = None
@@ -52,48 +54,34 @@ class DataConfig(Section):
     """Train/val/test fractions; the split is a deterministic function of each row and `train.seed`."""
     missing: Literal["drop", "reject"] = "drop"
     """Rows with a missing value are dropped (and counted) or make the run fail."""
+    task: Literal["classification"] = "classification"
+    """What is predicted: classes from `label_column` (regression and language modelling come next)."""
 
     @property
     def is_builtin(self) -> bool:
         return self.source in BUILTIN_DATASETS
 
-    @field_validator("source")
-    @classmethod
-    def _source_exists(cls, source: str) -> str:
-        """Local paths are checked here, so a typo fails before Ray starts; URIs are checked at run time."""
-        if source in BUILTIN_DATASETS or has_uri_scheme(source):
-            return source
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise ValueError(
-                f"no such file or directory: {source!r} (expected a path, a URI, "
-                f"or a built-in dataset: {', '.join(BUILTIN_DATASETS)})"
-            )
-        return str(path.resolve())
+    @property
+    def is_local(self) -> bool:
+        """A path on the machine that reads the data (checked there, in the verb's pre-flight)."""
+        return not self.is_builtin and not has_uri_scheme(self.source)
 
     @model_validator(mode="after")
     def _format_known(self):
-        if self.is_builtin or self.format != "auto":
-            return self
-        if infer_format(self.source) is None:
+        """A file suffix that names no format is an error now; a directory's files are looked at later."""
+        suffix = PurePosixPath(self.source.split("?")[0]).suffix
+        if not self.is_builtin and self.format == "auto" and suffix and infer_format(self.source) is None:
             raise ValueError(
-                f"cannot infer the format of {self.source!r}: set data.format to parquet, csv or json"
+                f"cannot infer the format of {self.source!r} from {suffix!r}: set data.format to parquet, csv or json"
             )
         return self
 
-    def resolved_format(self) -> str:
-        """The concrete file format (parquet, csv or json) of a non-built-in source."""
-        return self.format if self.format != "auto" else infer_format(self.source) or ""
 
-
-def infer_format(source: str) -> str | None:
-    """Format from the suffix of a file, or of the files in a local directory."""
-    path = Path(source)
-    if path.suffix:
-        return FORMAT_BY_SUFFIX.get(path.suffix.lower())
-    if not has_uri_scheme(source) and path.is_dir():
-        found = {FORMAT_BY_SUFFIX.get(p.suffix.lower()) for p in path.iterdir() if p.is_file()}
-        found.discard(None)
-        if len(found) == 1:
-            return found.pop()
-    return None
+def infer_format(source: str, *, listing: list[str] = ()) -> str | None:
+    """Format from the suffix of a file, or of the files `listing` names when `source` is a directory."""
+    suffix = PurePosixPath(source.split("?")[0]).suffix.lower()
+    if suffix:
+        return FORMAT_BY_SUFFIX.get(suffix)
+    found = {FORMAT_BY_SUFFIX.get(PurePosixPath(name).suffix.lower()) for name in listing}
+    found.discard(None)
+    return found.pop() if len(found) == 1 else None

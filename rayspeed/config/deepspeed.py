@@ -6,20 +6,22 @@ from rayspeed.config.batch import BatchPlan
 from rayspeed.config.train import TrainConfig
 
 OPTIMIZER_TYPES = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}
+ZERO_TESTED_OPTIMIZERS = ("adamw", "adam")
 # Logging every 2**31 steps silences DeepSpeed's own per-step prints; rayspeed reports metrics itself.
 QUIET_STEPS = 2**31 - 1
 
 
-def deepspeed_config(train: TrainConfig, batch: BatchPlan, *, total_steps: int | None) -> dict:
+def deepspeed_config(train: TrainConfig, batch: BatchPlan) -> dict:
     """Builds the DeepSpeed JSON config for `deepspeed.initialize`.
+
+    The learning-rate schedule is not in it: rayspeed passes its own (`trainers.schedule`), which can
+    run without warmup and can be re-planned when a finished run is extended.
 
     Args:
         train: the `train` section.
         batch: the resolved batch sizes.
-        total_steps: optimizer steps in the run; None while unknown (the data was not read yet),
-            then the decaying schedules show a null `total_num_steps`.
     """
-    config: dict[str, Any] = {
+    return {
         "train_batch_size": batch.global_batch,
         "train_micro_batch_size_per_gpu": batch.micro_batch_per_worker,
         "gradient_accumulation_steps": batch.grad_accumulation,
@@ -27,13 +29,11 @@ def deepspeed_config(train: TrainConfig, batch: BatchPlan, *, total_steps: int |
         "steps_per_print": QUIET_STEPS,
         "optimizer": {"type": OPTIMIZER_TYPES[train.optimizer], "params": _optimizer_params(train)},
         "zero_optimization": _zero(train),
+        # ZeRO wraps any torch optimizer; DeepSpeed only insists on a flag for the ones it did not test (SGD).
+        "zero_allow_untested_optimizer": train.optimizer not in ZERO_TESTED_OPTIMIZERS,
         "bf16": {"enabled": train.precision == "bf16"},
         "fp16": {"enabled": train.precision == "fp16"},
     }
-    scheduler = _scheduler(train, total_steps)
-    if scheduler:
-        config["scheduler"] = scheduler
-    return config
 
 
 def _optimizer_params(train: TrainConfig) -> dict:
@@ -53,29 +53,6 @@ def _zero(train: TrainConfig) -> dict:
         if train.zero_stage == 3:
             zero["offload_param"] = {"device": "cpu"}
     return zero
-
-
-def _scheduler(train: TrainConfig, total_steps: int | None) -> dict | None:
-    warmup = train.warmup_steps
-    if train.lr_schedule == "constant":
-        if warmup == 0:
-            return None
-        return {
-            "type": "WarmupLR",
-            "params": {"warmup_min_lr": 0.0, "warmup_max_lr": train.lr, "warmup_num_steps": warmup,
-                       "warmup_type": "linear"},
-        }
-    if train.lr_schedule == "linear":
-        return {
-            "type": "WarmupDecayLR",
-            "params": {"total_num_steps": total_steps, "warmup_min_lr": 0.0, "warmup_max_lr": train.lr,
-                       "warmup_num_steps": warmup, "warmup_type": "linear"},
-        }
-    return {
-        "type": "WarmupCosineLR",
-        "params": {"total_num_steps": total_steps, "warmup_min_ratio": 0.0, "warmup_num_steps": warmup,
-                   "cos_min_ratio": train.min_lr_ratio, "warmup_type": "linear"},
-    }
 
 
 def merge_user_block(generated: dict, user: dict, path: str = "deepspeed") -> dict:

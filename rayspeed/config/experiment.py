@@ -9,7 +9,7 @@ from rayspeed.config.batch import BatchPlan, resolve_batch
 from rayspeed.config.checkpoint import CheckpointConfig
 from rayspeed.config.data import DataConfig
 from rayspeed.config.deepspeed import deepspeed_config, merge_user_block
-from rayspeed.config.model import ModelConfig
+from rayspeed.config.model import MlpModel, ModelConfig
 from rayspeed.config.run import RunConfig
 from rayspeed.config.scaling import ScalingConfig
 from rayspeed.config.section import Section
@@ -23,7 +23,8 @@ class ExperimentConfig(Section):
     schema_version: Literal[1] = 1
     """Version of this schema, so future versions can upgrade old files."""
     data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig = MlpModel()
+    """Which network to train (`name` + typed `args`, or `factory`); inputs and classes come from the data."""
     train: TrainConfig
     scaling: ScalingConfig = ScalingConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
@@ -34,7 +35,7 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _cross_section_rules(self):
-        problems = checks.run_all(self.data, self.train, self.scaling, self.checkpoint, self.deepspeed)
+        problems = checks.run_all(self.train, self.scaling, self.checkpoint, self.data, self.deepspeed)
         if problems:
             raise ValueError(" | ".join(problems))
         return self
@@ -43,10 +44,9 @@ class ExperimentConfig(Section):
     def batch(self) -> BatchPlan:
         return resolve_batch(self.train, num_workers=self.scaling.num_workers)
 
-    def deepspeed_config(self, *, total_steps: int | None) -> dict:
+    def deepspeed_config(self) -> dict:
         """The DeepSpeed config this experiment runs with (the generated one plus the user block)."""
-        return merge_user_block(deepspeed_config(self.train, self.batch, total_steps=total_steps),
-                                self.deepspeed)
+        return merge_user_block(deepspeed_config(self.train, self.batch), self.deepspeed)
 
     def resolved_dict(self) -> dict:
         """Every value spelled out, derived batch terms included: what `config show` prints and runs save."""

@@ -1,11 +1,13 @@
 """The only place that reads experiment YAML: file + dotted overrides -> validated ExperimentConfig.
 
-Errors come back as one line per problem, naming the file, the field path and what was expected.
+Errors come back as one line per problem, naming the file (or override), the field path and what
+was expected. String overrides (`train.lr=3e-4`, the CLI) and value overrides (`{"train.lr": 3e-4}`,
+a Tune trial) go through the same setter and the same validation.
 """
 
 import difflib
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.config.model import BUILTIN_MODELS, FactoryModel
 from rayspeed.errors import ConfigError
+
+# Variants of tagged unions by the tag pydantic puts in error locations.
+TAGGED_MODELS: dict[str, type[BaseModel]] = {
+    **{f"[{name}]": model for name, model in BUILTIN_MODELS.items()}, "[factory]": FactoryModel}
 
 
 def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
@@ -24,8 +31,23 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
     """
     raw = read_yaml(path)
     for override in overrides:
-        apply_override(raw, override)
+        key, value = parse_override(override)
+        set_dotted(raw, key, value, origin=f"override {override!r}")
     return validate(raw, source=str(path))
+
+
+def apply_overrides(cfg: ExperimentConfig, values: Mapping[str, Any], *, source: str = "override") -> ExperimentConfig:
+    """A new validated config with dotted keys set to values: `{"train.lr": 0.01}` (what Tune trials use).
+
+    Raises:
+        ConfigError: exactly as for string overrides, one line per problem.
+    """
+    raw = cfg.model_dump(mode="json", exclude_unset=True)
+    for key, value in values.items():
+        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"{source} {key!r}: expected a dotted key such as train.lr")
+        set_dotted(raw, key, value, origin=f"{source} {key!r}")
+    return validate(raw, source=source)
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -41,21 +63,24 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
-def apply_override(raw: dict, override: str) -> None:
-    """Sets `a.b.c=value` in the raw mapping; the value is parsed as YAML (`3e-4`, `[64, 32]`, `null`)."""
+def parse_override(override: str) -> tuple[str, Any]:
+    """`a.b.c=value` -> (`a.b.c`, value parsed as YAML: `3e-4`, `[64, 32]`, `null`)."""
     key, sep, text = override.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {override!r}: expected section.key=value, e.g. train.lr=3e-4")
     try:
-        value = yaml.safe_load(text)
+        return key, yaml.safe_load(text)
     except yaml.YAMLError:
-        value = text
+        return key, text
+
+
+def set_dotted(raw: dict, key: str, value: Any, *, origin: str) -> None:
     *parents, leaf = key.split(".")
     node = raw
     for i, part in enumerate(parents):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {override!r}: {'.'.join(parents[: i + 1])} is not a section")
+            raise ConfigError(f"{origin}: {'.'.join(parents[: i + 1])} is not a section")
         node = child
     node[leaf] = value
 
@@ -72,9 +97,11 @@ def describe(error: dict) -> list[str]:
     loc = [part for part in error["loc"] if not _is_internal(part)]
     where = ".".join(str(part) for part in loc)
     if error["type"] == "extra_forbidden":
-        return [f"{where}: unknown {'section' if len(loc) == 1 else 'key'}{_suggest(loc)}"]
+        return [f"{where}: unknown {'section' if len(loc) == 1 else 'key'}{_suggest(list(error['loc']))}"]
     if error["type"] == "missing":
         return [f"{where}: required but missing"]
+    if error["type"] == "union_tag_invalid":
+        return [_bad_variant(where, error)]
     message = error["msg"].removeprefix("Value error, ")
     if not loc:
         return message.split(" | ")
@@ -84,8 +111,17 @@ def describe(error: dict) -> list[str]:
     return [f"{where}: {message}{got}"]
 
 
+def _bad_variant(where: str, error: dict) -> str:
+    """`model.name: Input should be 'mlp' or 'cnn' (or set model.factory) (got 'transformer')`."""
+    names = [tag.strip("'[]") for tag in error["ctx"]["expected_tags"].split(", ")]
+    builtin = [f"'{name}'" for name in names if name != "factory"]
+    choices = " or ".join([", ".join(builtin[:-1]), builtin[-1]] if len(builtin) > 1 else builtin)
+    got = error["input"].get("name") if isinstance(error["input"], dict) else error["input"]
+    return f"{where}.name: Input should be {choices} (or set {where}.factory) (got {got!r})"
+
+
 def _is_internal(part: Any) -> bool:
-    """Pydantic adds type names like `literal['mlp','cnn']` to locations inside unions; users never wrote them."""
+    """Pydantic adds type names like `literal['mlp','cnn']` and union tags like `[mlp]` to locations."""
     return isinstance(part, str) and ("[" in part or part in {"function-after", "int", "float", "str", "none"})
 
 
@@ -100,6 +136,9 @@ def _suggest(loc: list) -> str:
 def _field_names(parents: list) -> list[str]:
     model: type[BaseModel] | None = ExperimentConfig
     for part in parents:
+        if isinstance(part, str) and part in TAGGED_MODELS:
+            model = TAGGED_MODELS[part]
+            continue
         annotation = model.model_fields[part].annotation if model and part in model.model_fields else None
         model = _model_in(annotation)
     return list(model.model_fields) if model else []

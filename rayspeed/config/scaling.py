@@ -1,6 +1,6 @@
 """The `scaling` section: how many workers and what each one gets."""
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from rayspeed.config.section import Section
 
@@ -15,9 +15,20 @@ class ScalingConfig(Section):
     cpus_per_worker: float = Field(1.0, gt=0)
     """Logical CPUs reserved per worker; also sets its OMP_NUM_THREADS."""
     gpus_per_worker: float = Field(1.0, gt=0)
-    """GPUs reserved per worker when `use_gpu` is true."""
+    """GPUs per worker when `use_gpu` is true; must be 1: a DeepSpeed rank drives exactly one GPU."""
     data_cpus: float = Field(1.0, ge=1)
     """Logical CPUs that must stay free for Ray Data's tasks; without them the input pipeline hangs."""
+
+    @model_validator(mode="after")
+    def _one_gpu_per_rank(self):
+        # DeepSpeed picks the device from LOCAL_RANK while Ray assigns GPUs per worker: with 2 GPUs per
+        # worker, or 2 workers sharing one, the model and the batches would sit on different devices.
+        if self.use_gpu and self.gpus_per_worker != 1:
+            raise ValueError(
+                f"scaling.gpus_per_worker: must be 1 (got {self.gpus_per_worker:g}): each DeepSpeed rank drives "
+                "exactly one GPU; use more workers for more GPUs"
+            )
+        return self
 
     @property
     def training_cpus(self) -> float:

@@ -29,15 +29,15 @@ class TrainConfig(Section):
     momentum: float = Field(0.9, ge=0, lt=1)
     """SGD momentum; ignored by adam/adamw."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
-    """Shape after warmup: constant, linear decay to 0, or cosine decay to `min_lr_ratio` x lr."""
+    """Shape after warmup: constant, or linear / cosine decay to `min_lr_ratio` x lr at the last step."""
     warmup_steps: int = Field(0, ge=0)
-    """Optimizer steps of linear warmup from 0 to `lr`."""
+    """Optimizer steps of linear warmup up to `lr`; 0 starts at `lr`."""
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
-    """Final lr of the cosine schedule as a fraction of `lr`."""
+    """Final lr of the linear and cosine schedules as a fraction of `lr`."""
     grad_clip: float | None = Field(1.0, gt=0)
     """Clip the global gradient norm to this value; null disables clipping."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Numeric precision; fp16 needs a GPU, bf16 is the GPU default choice."""
+    """Numeric precision: fp32 on CPU workers; bf16 (usual) or fp16 on GPU workers."""
     zero_stage: Literal[0, 1, 2, 3] = 0
     """DeepSpeed ZeRO stage: 0 plain data parallel, 1 optimizer, 2 +gradients, 3 +parameters sharded."""
     offload: Literal["none", "cpu"] = "none"

@@ -1,5 +1,6 @@
 """Ray Data input: readers, cleaning, deterministic splits and standardization, built once in the driver."""
 
 from rayspeed.datasets.pipeline import PreparedData, build_datasets
+from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
 
-__all__ = ["PreparedData", "build_datasets"]
+__all__ = ["InputSpec", "PreparedData", "Preprocessing", "build_datasets"]

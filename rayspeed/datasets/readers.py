@@ -3,9 +3,10 @@
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.fs as pafs
 import ray.data
 
-from rayspeed.config.data import DataConfig
+from rayspeed.config.data import DataConfig, infer_format
 from rayspeed.datasets.builtin import load_builtin
 from rayspeed.errors import DataError
 
@@ -22,9 +23,31 @@ def read_source(data: DataConfig) -> ray.data.Dataset:
     if data.is_builtin:
         return ray.data.from_pandas(load_builtin(data.source))
     try:
-        return READERS[data.resolved_format()](data.source)
+        return READERS[resolve_format(data)](data.source)
     except (FileNotFoundError, OSError, pa.ArrowInvalid) as error:
         raise DataError(f"data.source: cannot read {data.source!r}: {error}") from error
+
+
+def resolve_format(data: DataConfig) -> str:
+    """`data.format`, or the one format the file's suffix, or the directory's files, name.
+
+    Raises:
+        DataError: the source cannot be listed or its files have no single known format.
+    """
+    if data.format != "auto":
+        return data.format
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(data.source) if "://" in data.source else (
+            pafs.LocalFileSystem(), data.source)
+        info = filesystem.get_file_info(path)
+        listing = [] if info.type == pafs.FileType.File else [
+            entry.base_name for entry in filesystem.get_file_info(pafs.FileSelector(path))]
+    except (OSError, pa.ArrowInvalid) as error:
+        raise DataError(f"data.source: cannot read {data.source!r}: {error}") from error
+    found = infer_format(data.source, listing=listing)
+    if found is None:
+        raise DataError(f"data.format: cannot infer the format of {data.source!r}; set it to parquet, csv or json")
+    return found
 
 
 def feature_columns(schema: ray.data.Schema, data: DataConfig) -> list[str]:

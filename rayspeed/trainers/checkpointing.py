@@ -2,10 +2,12 @@
 
 Layout of one checkpoint (Ray merges the directories every rank reports into one):
     step_00000040/
-        deepspeed/          engine.save_checkpoint: model, ZeRO shards of every rank, LR scheduler
+        deepspeed/          engine.save_checkpoint: model, ZeRO shards of every rank, LR schedule
         latest              DeepSpeed's pointer to the tag
         train_state.json    step (rank 0)
         rng_rank{r}.pt      torch/numpy/python RNG of rank r
+        preprocessing.json  the fitted preprocessing (rank 0), separate from the loop's state
+        input_spec.json     what the model takes and gives (rank 0)
 """
 
 import json
@@ -17,27 +19,34 @@ import numpy as np
 import ray.train
 import torch
 
+from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE, checkpoint_dir_name
+
 DEEPSPEED_TAG = "deepspeed"
 TRAIN_STATE = "train_state.json"
 
 
-def checkpoint_dir_name(step: int) -> str:
-    return f"step_{step:08d}"
-
-
-def save_and_report(engine, metrics: dict, *, step: int, rank: int) -> None:
+def save_and_report(engine, metrics: dict, *, step: int, rank: int, artifacts: dict[str, dict]) -> None:
     """Writes this rank's part and reports it; all ranks must call this at the same step.
 
     `engine.save_checkpoint` is a collective: each rank writes its own ZeRO shards. The SYNC
     upload inside `report` finishes before it returns, so the temporary directory can go.
+
+    Args:
+        artifacts: JSON files rank 0 adds (the fitted preprocessing and the input spec).
     """
     with tempfile.TemporaryDirectory(prefix="rayspeed-ckpt-") as tmp:
         engine.save_checkpoint(tmp, tag=DEEPSPEED_TAG, client_state={"step": step})
         torch.save(_rng_state(), Path(tmp) / f"rng_rank{rank}.pt")
         if rank == 0:
             (Path(tmp) / TRAIN_STATE).write_text(json.dumps({"step": step}))
+            for name, content in artifacts.items():
+                (Path(tmp) / name).write_text(json.dumps(content))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
                          checkpoint_dir_name=checkpoint_dir_name(step))
+
+
+def rank0_artifacts(*, preprocessing: dict, input_spec: dict) -> dict[str, dict]:
+    return {PREPROCESSING_FILE: preprocessing, INPUT_SPEC_FILE: input_spec}
 
 
 def restore(engine, *, rank: int) -> int:
@@ -56,8 +65,16 @@ def restore(engine, *, rank: int) -> int:
         rng_file = Path(directory) / f"rng_rank{rank}.pt"
         if rng_file.exists():
             _set_rng_state(torch.load(rng_file, weights_only=False))
-    print(f"[rayspeed] rank {rank} continues after the checkpoint of step {step}", flush=True)
     return step
+
+
+def seed_rank(seed: int, rank: int) -> None:
+    """Per-rank randomness (dropout masks, shuffles) from the run's seed: identical weights come from
+    seeding before the model is built, different masks from seeding each rank after it."""
+    derived = int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+    torch.manual_seed(derived)
+    np.random.seed(derived)
+    random.seed(derived)
 
 
 def _rng_state() -> dict:

@@ -1,76 +1,133 @@
-"""`fit`: the one place that assembles a run (guard, cluster, data, TorchTrainer, summary).
+"""`fit`: the one way to train. It runs inside a connected Ray (the verb connects, not fit) and
+assembles a run: data, plan, model check, TorchTrainer, live recording, summary.
 
 It takes the whole ExperimentConfig because it is the assembly point; everything it calls gets
-only its own section.
+only its own section. `train`, every Tune trial and every submitted job call it.
 """
 
+import contextlib
 import json
-import secrets
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
 import ray.train
-import yaml
+from ray.data import DataContext
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from rayspeed.cluster import connect
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.redact import redact
-from rayspeed.datasets import build_datasets
+from rayspeed.datasets import PreparedData, Preprocessing, build_datasets
 from rayspeed.errors import TrainingFailed
+from rayspeed.runs.guard import RunStart
+from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE
+from rayspeed.runs.metrics_log import MetricsLog
+from rayspeed.runs.progress import RunObserver
+from rayspeed.runs.storage import RunStorage
+from rayspeed.runs.summary import RunSummary, summarize
+from rayspeed.trainers.checkpointing import rank0_artifacts
 from rayspeed.trainers.loop import train_loop_per_worker
+from rayspeed.trainers.models import check_model_builds
 from rayspeed.trainers.plan import LoopPlan, plan_loop
-from rayspeed.trainers.run_guard import CONFIG_FILE, claim_run
-from rayspeed.trainers.run_storage import RunStorage
-from rayspeed.trainers.summary import RunSummary, summarize
-from rayspeed.trainers.tracking import RunTracker, WandbSettings, recover_metrics
+from rayspeed.trainers.recorder import RunRecorder
+from rayspeed.trainers.tasks import task_for
+from rayspeed.trainers.tracking import NullSink, WandbSettings, WandbSink
 
-IDENTITY_FILE = "rayspeed.json"
 # Worker-group startup failures (e.g. resources that never appear) are retried this often, not forever.
 CONTROLLER_FAILURE_LIMIT = 3
+CODE_EXCLUDES = [".git", "__pycache__", "*.pyc", "wandb", ".venv", "venv", "*.egg-info"]
 
 
-def fit(cfg: ExperimentConfig, *, address: str | None, env: Mapping[str, str]) -> RunSummary:
-    """Trains the experiment and returns its summary.
+def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mode: str,
+        observers: Sequence[RunObserver] = (), train_callbacks: Sequence[ray.train.UserCallback] = (),
+        code_dir: str | None = None) -> RunSummary:
+    """Trains the experiment in the connected Ray and returns its summary.
 
     Args:
-        cfg: the validated experiment.
-        address: Ray address, or None for an embedded local Ray.
-        env: the caller's environment (W&B mode and credentials to forward); read nowhere else.
+        cfg: the validated (and pre-flighted) experiment.
+        storage: the run directory, already claimed (`runs.guard.claim_run`).
+        start: what the claim decided (new or resuming, the W&B run id).
+        wandb_mode: online, offline or disabled, as the caller resolved it.
+        observers: told about every committed row (progress display).
+        train_callbacks: Ray Train callbacks (e.g. Tune's report callback for a trial).
+        code_dir: a directory to ship to the workers as their working directory (a model module).
+
+    Raises:
+        ConfigError, DataError: before any worker starts. TrainingFailed: after `run.max_failures`.
     """
-    storage = RunStorage.open(cfg.run.storage_path, cfg.run.name)
-    start = claim_run(cfg, storage)
-    print(f"[rayspeed] {start.message}", flush=True)
-    with connect(cfg.scaling, address=address, env=env) as where:
-        print(f"[rayspeed] cluster: {where}", flush=True)
-        prepared = build_datasets(cfg.data, seed=cfg.train.seed)
-        print(f"[rayspeed] {prepared.describe()}", flush=True)
-        plan = plan_loop(cfg, split_rows=prepared.split_rows, num_features=prepared.num_features,
-                         num_classes=prepared.num_classes)
-        print(f"[rayspeed] {plan.total_steps} steps ({plan.steps_per_epoch} per epoch) of global batch "
-              f"{cfg.batch.global_batch} on {cfg.scaling.num_workers} workers", flush=True)
-        identity = _record_run(cfg, storage)
-        tracker = RunTracker(storage, total_steps=plan.total_steps,
-                             wandb=_wandb_settings(cfg, storage, run_id=identity["wandb_run_id"], env=env),
-                             wandb_backlog=recover_metrics(storage) if start.resuming else [])
-        try:
-            result = _trainer(cfg, plan, prepared.datasets, storage, tracker).fit()
-        except ray.train.TrainingFailedError as error:
-            raise TrainingFailed(
-                f"training failed: {error}\nThe run keeps its checkpoints; continue it with --resume"
-            ) from error
-        return summarize(storage, result, classes=prepared.classes,
-                         score_metric=cfg.checkpoint.score_metric, score_mode=cfg.checkpoint.score_mode)
+    notes = _Notes(observers)
+    prepared = _prepare_data(cfg, storage, resuming=start.resuming, observers=observers)
+    notes(prepared.describe())
+    plan = plan_loop(cfg, split_rows=prepared.split_rows)
+    spec = prepared.input_spec
+    check_model_builds(cfg.model, num_features=spec.num_features, num_outputs=task_for(spec).output_size(spec))
+    notes(f"{plan.total_steps} steps ({plan.steps_per_epoch} per epoch) of global batch {cfg.batch.global_batch} "
+          f"on {cfg.scaling.num_workers} workers")
+    _save_once(storage, PREPROCESSING_FILE, prepared.preprocessing.to_dict())
+    _save_once(storage, INPUT_SPEC_FILE, spec.to_dict())
+    metrics = MetricsLog(storage)
+    if start.resuming:
+        metrics.append(_rows_of_latest_checkpoint(storage))  # a driver killed before committing them
+    sink = _wandb_sink(cfg, storage, run_id=start.wandb_run_id, mode=wandb_mode)
+    sink.start()
+    sink.log(metrics.rows)  # what a killed driver committed but did not hand to W&B
+    recorder = RunRecorder(metrics, sink, plan, world=cfg.scaling.num_workers, observers=list(observers))
+    trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks, code_dir)
+    recorder.start()
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as error:
+        raise TrainingFailed(
+            f"training failed: {error}\nThe run keeps its checkpoints; continue it with --resume"
+        ) from error
+    finally:
+        recorder.stop()
+        sink.finish()
+    best, best_metrics = _best_checkpoint(cfg, result, storage)
+    return summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes)
 
 
-def _trainer(cfg: ExperimentConfig, plan: LoopPlan, datasets: dict, storage: RunStorage,
-             tracker: RunTracker) -> TorchTrainer:
+class _Notes:
+    """rayspeed's own lines: to stdout (the run log under the CLI) and to the observers (the terminal)."""
+
+    def __init__(self, observers: Sequence[RunObserver]):
+        self._observers = observers
+
+    def __call__(self, line: str) -> None:
+        print(f"[rayspeed] {line}", flush=True)
+        for observer in self._observers:
+            observer.on_note(line)
+
+
+def _prepare_data(cfg: ExperimentConfig, storage: RunStorage, *, resuming: bool,
+                  observers: Sequence[RunObserver]) -> PreparedData:
+    """A resumed run reuses the preprocessing it was trained with."""
+    saved = storage.read_text(PREPROCESSING_FILE) if resuming else None
+    context = DataContext.get_current()
+    context.enable_progress_bars = False  # an observer on a terminal turns them on for this phase
+    context.print_on_execution_start = False
+    with contextlib.ExitStack() as stack:
+        for observer in observers:
+            stack.enter_context(observer.preparing_data())
+        prepared = build_datasets(cfg.data, seed=cfg.train.seed,
+                                  fitted=Preprocessing.from_dict(json.loads(saved)) if saved else None)
+    for dataset in prepared.datasets.values():
+        dataset.context.enable_progress_bars = False  # workers: one bar per rank per epoch otherwise
+    return prepared
+
+
+def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, storage: RunStorage,
+             recorder: RunRecorder, train_callbacks: Sequence, code_dir: str | None) -> TorchTrainer:
     scaling = cfg.scaling
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
-    score = cfg.checkpoint.score_metric
+    worker_env: dict = {"env_vars": _worker_env(use_gpu=scaling.use_gpu)}
+    if code_dir:
+        worker_env.update(working_dir=code_dir, excludes=CODE_EXCLUDES)
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"experiment": cfg, "plan": plan},
+        train_loop_config={
+            "experiment": cfg, "plan": plan, "input_spec": prepared.input_spec, "channel": recorder.channel,
+            "artifacts": rank0_artifacts(preprocessing=prepared.preprocessing.to_dict(),
+                                         input_spec=prepared.input_spec.to_dict())},
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                                resources_per_worker=resources),
@@ -80,13 +137,13 @@ def _trainer(cfg: ExperimentConfig, plan: LoopPlan, datasets: dict, storage: Run
             failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures,
                                                    controller_failure_limit=CONTROLLER_FAILURE_LIMIT),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.keep,
-                                                         checkpoint_score_attribute=score,
+                                                         checkpoint_score_attribute=cfg.checkpoint.score_metric,
                                                          checkpoint_score_order=cfg.checkpoint.score_mode),
-            callbacks=[tracker],
-            worker_runtime_env={"env_vars": _worker_env(use_gpu=scaling.use_gpu)},
-            logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # not one INFO line per report
+            callbacks=list(train_callbacks),
+            worker_runtime_env=worker_env,
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
-        datasets=_quiet(datasets),
+        datasets=prepared.datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),  # val/test: every rank, row-masked
     )
 
@@ -99,30 +156,35 @@ def _worker_env(*, use_gpu: bool) -> dict[str, str]:
     }
 
 
-def _quiet(datasets: dict) -> dict:
-    """No Ray Data progress bars from the workers: they would print one per rank per epoch and
-    per evaluation. The per-epoch [rayspeed] line is the training progress."""
-    for dataset in datasets.values():
-        dataset.context.enable_progress_bars = False
-    return datasets
+def _save_once(storage: RunStorage, name: str, content: dict) -> None:
+    if not storage.exists(name):
+        storage.write(json.dumps(content, indent=2), name)
 
 
-def _record_run(cfg: ExperimentConfig, storage: RunStorage) -> dict:
-    """Writes the resolved config and the run's identity the first time; a resume reuses them."""
-    saved = storage.read_text(IDENTITY_FILE)
-    if saved:
-        return json.loads(saved)
-    identity = {"wandb_run_id": secrets.token_hex(4)}
-    storage.write(yaml.safe_dump(redact(cfg.resolved_dict()), sort_keys=False), CONFIG_FILE)
-    storage.write(json.dumps(identity), IDENTITY_FILE)
-    return identity
+def _rows_of_latest_checkpoint(storage: RunStorage) -> list[dict]:
+    if not storage.has_checkpoint():
+        return []
+    latest = ray.train.Result.from_path(storage.path, storage_filesystem=storage.filesystem).metrics or {}
+    return latest.get("rows", [])
 
 
-def _wandb_settings(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str,
-                    env: Mapping[str, str]) -> WandbSettings:
+def _best_checkpoint(cfg: ExperimentConfig, result, storage: RunStorage) -> tuple[str | None, dict]:
+    """The best checkpoint by `checkpoint.score_metric` (Ray's ranking), else the latest."""
+    metric = cfg.checkpoint.score_metric
+    best = result.get_best_checkpoint(metric, cfg.checkpoint.score_mode) if metric else None
+    best = best or result.checkpoint
+    if best is None:
+        return None, {}
+    metrics = next((m for c, m in (result.best_checkpoints or []) if c.path == best.path), {})
+    return storage.uri(best.path), metrics
+
+
+def _wandb_sink(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode: str):
+    if mode == "disabled":
+        return NullSink()
     tracking = cfg.tracking
-    mode = tracking.mode if tracking.mode != "auto" else ("online" if env.get("WANDB_API_KEY") else "offline")
-    directory = storage.path if storage.is_local() else str(Path.home() / ".rayspeed" / "wandb" / cfg.run.name)
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    return WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
-                         run_id=run_id, name=cfg.run.name, dir=directory, config=redact(cfg.resolved_dict()))
+    # wandb.init(dir=D) writes into D/wandb/: the run directory's `wandb/` when storage is local.
+    directory = storage.path if storage.is_local() else str(Path.home() / ".rayspeed" / cfg.run.name)
+    settings = WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
+                             run_id=run_id, name=cfg.run.name, dir=directory, config=redact(cfg.resolved_dict()))
+    return WandbSink(settings, storage)

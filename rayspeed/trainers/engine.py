@@ -3,16 +3,21 @@
 import torch
 from torch import nn
 
+from rayspeed.trainers.schedule import LrPlan, StepLrScheduler
+
 INPUT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def build_engine(model: nn.Module, *, ds_config: dict):
+def build_engine(model: nn.Module, *, ds_config: dict, lr_plan: LrPlan, peak_lr: float):
     """`deepspeed.initialize` wraps Ray's existing process group (gloo or nccl); no launcher, no MPI.
 
-    deepspeed is imported here, inside the worker, never in the driver (ray-project/ray#50406).
+    The lr scheduler is rayspeed's (see `schedule`); DeepSpeed steps it after each optimizer step and
+    saves and loads it with its checkpoints. deepspeed is imported here, inside the worker, never in
+    the driver (ray-project/ray#50406).
     """
     import deepspeed
 
-    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
-                                           config=ds_config)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, model_parameters=model.parameters(), config=ds_config,
+        lr_scheduler=lambda optimizer: StepLrScheduler(optimizer, plan=lr_plan, peak_lr=peak_lr))
     return engine

@@ -1,31 +1,38 @@
-"""The per-worker training loop run by Ray Train: restore -> step -> report/validate/checkpoint -> test.
+"""The per-worker training loop run by Ray Train: restore -> step -> log/validate/checkpoint -> test.
 
-Every decision to report, validate or checkpoint depends only on the step number, so all ranks
+Every decision to log, report, validate or checkpoint depends only on the step number, so all ranks
 make the same collective calls in the same order (reports, all-reduces and saves are barriers).
 """
 
+import logging
 import time
 
 import ray.train
-import ray.train.torch
 import torch
-import torch.nn.functional as F
+from ray.train.v2._internal.execution import context as train_context
 
 from rayspeed.config.experiment import ExperimentConfig
-from rayspeed.trainers.checkpointing import restore, save_and_report
+from rayspeed.datasets.preprocessing import InputSpec
+from rayspeed.trainers.checkpointing import restore, save_and_report, seed_rank
 from rayspeed.trainers.engine import INPUT_DTYPES, build_engine
 from rayspeed.trainers.evaluation import evaluate
 from rayspeed.trainers.meter import WindowMeter
 from rayspeed.trainers.models import build_model
 from rayspeed.trainers.plan import LoopPlan
+from rayspeed.trainers.recorder import NullChannel
+from rayspeed.trainers.tasks import task_for
 
 SHUFFLE_BUFFER_BATCHES = 8
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
+    # Ray Train logs every report, with all its metrics, at INFO under a logger named after its file
+    # (so LoggingConfig cannot reach it; ../shared/NOTES-ray-2.60.md section 11).
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
     cfg: ExperimentConfig = loop_config["experiment"]
     plan: LoopPlan = loop_config["plan"]
-    worker = Worker(cfg, plan)
+    worker = Worker(cfg, plan, loop_config["input_spec"], channel=loop_config["channel"],
+                    artifacts=loop_config["artifacts"])
     step = worker.restore()
     shard = ray.train.get_dataset_shard("train")
     micro, accum = cfg.batch.micro_batch_per_worker, cfg.batch.grad_accumulation
@@ -55,66 +62,79 @@ def _split(batch: dict, size: int):
 
 
 class Worker:
-    """One rank's engine and the report/validate/checkpoint policy around it."""
+    """One rank's engine and the log/report/validate/checkpoint policy around it."""
 
-    def __init__(self, cfg: ExperimentConfig, plan: LoopPlan):
+    def __init__(self, cfg: ExperimentConfig, plan: LoopPlan, spec: InputSpec, *, channel, artifacts: dict):
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
-        self.device = ray.train.torch.get_device()
         self.dtype = INPUT_DTYPES[cfg.train.precision]
-        self.cfg, self.plan = cfg, plan
+        self.cfg, self.plan, self.task = cfg, plan, task_for(spec)
+        self.channel = channel
+        self.rows_out = channel if self.rank == 0 else NullChannel()  # rank 0's rows speak for all
+        self.artifacts = artifacts
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-        model = build_model(cfg.model, num_features=plan.num_features, num_classes=plan.num_classes)
-        self.engine = build_engine(model, ds_config=plan.ds_config)
+        model = build_model(cfg.model, num_features=spec.num_features, num_outputs=self.task.output_size(spec))
+        self.engine = build_engine(model, ds_config=plan.ds_config, lr_plan=plan.lr_plan, peak_lr=cfg.train.lr)
+        # Batches go where DeepSpeed put the model (its device comes from LOCAL_RANK).
+        self.device = self.engine.device
+        seed_rank(cfg.train.seed, self.rank)  # different dropout masks on every rank
         self.meter = WindowMeter(self.device)
         self.rows: list[dict] = []  # rows logged since the last checkpoint
+        self.restored_step: int | None = None
 
     def restore(self) -> int:
-        return restore(self.engine, rank=self.rank)
+        step = restore(self.engine, rank=self.rank)
+        self.restored_step = step or None
+        return step
 
     def train_micro_step(self, batch: dict, *, wait_s: float) -> None:
-        logits = self.engine(batch["features"].to(self.dtype))
-        loss = F.cross_entropy(logits.float(), batch["label"])
+        outputs = self.engine(self.task.inputs(batch, dtype=self.dtype))
+        loss = self.task.loss(outputs, batch)
         self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps
-        self.engine.step()  # steps the optimizer and LR schedule only at accumulation boundaries
-        self.meter.add_micro(loss, rows=batch["label"].numel(), wait_s=wait_s)
+        self.engine.step()  # steps the optimizer and the lr schedule only at accumulation boundaries
+        self.meter.add_micro(loss, rows=batch["features"].shape[0], wait_s=wait_s)
 
     def after_step(self, step: int) -> None:
-        """Logs a row every `log_every_n_steps`; reports (a barrier) only at epoch ends, checkpoints and the
-        end. Each report carries every row since the last checkpoint, so a checkpoint and the metrics it
-        covers are persisted together."""
+        """Logs a row every `log_every_n_steps` and sends it to the driver at once (rank 0); reports
+        (a barrier) only at epoch ends, checkpoints and the end. Each report carries every row since
+        the last checkpoint, so the checkpoint alone can restore the metrics it covers."""
         self.meter.add_step()
+        self._tell_restart(step)
         plan = self.plan
-        final = step == plan.total_steps
-        checkpoint = final or step % plan.checkpoint_every == 0
-        report = checkpoint or step % plan.steps_per_epoch == 0
-        if not (report or step % self.cfg.tracking.log_every_n_steps == 0):
+        checkpoint, report = plan.is_checkpoint(step), plan.is_epoch_end(step)
+        if not (report or checkpoint or step % self.cfg.tracking.log_every_n_steps == 0):
             return
-        row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4), "lr": self.engine.get_lr()[0],
-               **self.meter.reduce(world=self.world)}
-        self.rows.append(row)
-        if report:
+        row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4),
+               "lr": self.engine.lr_scheduler.lr_of_step(step), **self.meter.reduce(world=self.world)}
+        if report or checkpoint:
             if plan.has_val:
                 row.update(self._evaluate("val"))
-            if final:
+            if step == plan.total_steps:
                 row["done"] = True
                 if plan.has_test:
-                    row.update(self._evaluate("test", with_confusion=True))
-            metrics = {**row, "rows": list(self.rows)}
-            if checkpoint:
-                save_and_report(self.engine, metrics, step=step, rank=self.rank)
-                self.rows = []
-            else:
-                ray.train.report(metrics)
+                    row.update(self._evaluate("test", with_details=True))
+        self.rows.append(row)
+        self.rows_out.send_rows([row])
+        if checkpoint:
+            save_and_report(self.engine, {**row, "rows": list(self.rows)}, step=step, rank=self.rank,
+                            artifacts=self.artifacts)
+            self.rows = []
+        elif report:
+            ray.train.report({**row, "rows": list(self.rows)})
         self.meter.restart()
 
-    def _evaluate(self, split: str, *, with_confusion: bool = False) -> dict:
-        result = evaluate(self.engine, ray.train.get_dataset_shard(split), rank=self.rank, world=self.world,
-                          num_classes=self.plan.num_classes, device=self.device, dtype=self.dtype)
-        metrics = {f"{split}_loss": result.loss, f"{split}_accuracy": result.accuracy}
-        if with_confusion:
-            metrics[f"{split}_confusion"] = result.confusion
-        return metrics
+    def _tell_restart(self, step: int) -> None:
+        """After a restore, every rank tells the driver its first step and DeepSpeed's own counter."""
+        if self.restored_step is None:
+            return
+        self.channel.send_event({"rank": self.rank, "restored_step": self.restored_step, "first_step": step,
+                                 "engine_steps": self.engine.global_steps})
+        self.restored_step = None
+
+    def _evaluate(self, split: str, *, with_details: bool = False) -> dict:
+        return evaluate(self.engine, ray.train.get_dataset_shard(split), task=self.task, split=split,
+                        rank=self.rank, world=self.world, device=self.device, dtype=self.dtype,
+                        with_details=with_details)
 
 
 def _timed(batches):

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.errors import DataError
+from rayspeed.trainers.schedule import LrPlan
 
 
 @dataclass(frozen=True)
@@ -14,19 +15,23 @@ class LoopPlan:
     steps_per_epoch: int
     total_steps: int
     checkpoint_every: int
-    num_features: int
-    num_classes: int
     has_val: bool
     has_test: bool
     ds_config: dict
+    lr_plan: LrPlan
 
     @property
     def num_epochs(self) -> int:
         return math.ceil(self.total_steps / self.steps_per_epoch)
 
+    def is_epoch_end(self, step: int) -> bool:
+        return step % self.steps_per_epoch == 0 or step == self.total_steps
 
-def plan_loop(cfg: ExperimentConfig, *, split_rows: dict[str, int], num_features: int,
-              num_classes: int) -> LoopPlan:
+    def is_checkpoint(self, step: int) -> bool:
+        return step % self.checkpoint_every == 0 or step == self.total_steps
+
+
+def plan_loop(cfg: ExperimentConfig, *, split_rows: dict[str, int]) -> LoopPlan:
     """Steps per epoch count only full global batches: each worker gets train_rows // workers rows
     (Ray's equal streaming split) and the tail that does not fill a global batch is skipped.
 
@@ -48,9 +53,8 @@ def plan_loop(cfg: ExperimentConfig, *, split_rows: dict[str, int], num_features
         steps_per_epoch=steps_per_epoch,
         total_steps=total,
         checkpoint_every=cfg.checkpoint.every_n_steps or steps_per_epoch,
-        num_features=num_features,
-        num_classes=num_classes,
         has_val=split_rows["val"] > 0,
         has_test=split_rows["test"] > 0,
-        ds_config=cfg.deepspeed_config(total_steps=total),
+        ds_config=cfg.deepspeed_config(),
+        lr_plan=LrPlan.from_config(cfg.train, total_steps=total),
     )

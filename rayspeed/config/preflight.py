@@ -1,0 +1,89 @@
+"""Checks of a valid config against the machine that runs the verb, before Ray starts: the local data
+path exists, the model factory imports and accepts its arguments.
+
+Not part of validation: a config may be submitted to a cluster where paths and modules differ, so
+only the verb that reads them locally runs these.
+"""
+
+import importlib
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.config.load import apply_overrides
+from rayspeed.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """The config with local paths made absolute, and the directory to ship to the workers (the
+    working directory, when the model factory's module lives there)."""
+
+    cfg: ExperimentConfig
+    code_dir: str | None
+
+
+def preflight(cfg: ExperimentConfig, *, working_dir: str) -> Preflight:
+    """Runs the local checks; `working_dir` is where relative paths and factory modules are found.
+
+    Raises:
+        ConfigError: one line naming the field and what was expected.
+    """
+    cfg = _absolute_data_path(cfg, working_dir)
+    code_dir = None
+    if cfg.model.factory:
+        code_dir = _check_factory(cfg.model.factory, cfg.model.args, working_dir=working_dir)
+    return Preflight(cfg=cfg, code_dir=code_dir)
+
+
+def importable_from(working_dir: str) -> None:
+    """Makes modules in the working directory importable, as `python -m` does."""
+    if working_dir not in sys.path:
+        sys.path.insert(0, working_dir)
+
+
+def _absolute_data_path(cfg: ExperimentConfig, working_dir: str) -> ExperimentConfig:
+    if not cfg.data.is_local:
+        return cfg
+    path = Path(cfg.data.source).expanduser()
+    path = path if path.is_absolute() else Path(working_dir) / path
+    if not path.exists():
+        raise ConfigError(
+            f"data.source: no such file or directory: {cfg.data.source!r} (expected a path, a URI, or a "
+            "built-in dataset: digits)"
+        )
+    resolved = str(path.resolve())
+    return cfg if resolved == cfg.data.source else apply_overrides(cfg, {"data.source": resolved})
+
+
+def _check_factory(factory: str, args: dict, *, working_dir: str) -> str | None:
+    """Imports the factory and binds its arguments as the workers will call it.
+
+    Returns:
+        `working_dir` when the module was found there (the workers need it shipped), else None.
+    """
+    module_name, function_name = factory.split(":")
+    importable_from(working_dir)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # the user's module may raise anything while importing
+        raise ConfigError(f"model.factory: cannot import {module_name!r} "
+                          f"(from {working_dir} or the Python path): {type(error).__name__}: {error}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigError(f"model.factory: module {module_name!r} has no function {function_name!r}")
+    try:
+        inspect.signature(function).bind(num_features=1, num_classes=2, **args)
+    except TypeError as error:
+        raise ConfigError(f"model.args: {factory} does not accept them: {error}") from None
+    origin = getattr(module, "__file__", None) or ""
+    inside = origin and os.path.commonpath([os.path.abspath(origin), os.path.abspath(working_dir)]) == os.path.abspath(
+        working_dir)
+    return working_dir if inside and not _installed(origin) else None
+
+
+def _installed(origin: str) -> bool:
+    return "site-packages" in origin or "dist-packages" in origin

@@ -1,0 +1,20 @@
+"""The names of everything in a run directory, in one place (the README's table lists the same)."""
+
+CONFIG_FILE = "config.yaml"  # the resolved config the run started with, secrets removed
+IDENTITY_FILE = "rayspeed.json"  # the run's identity: W&B run id, who claimed it and when
+METRICS_FILE = "metrics.jsonl"  # one row per logged step
+TRACKING_STATE_FILE = "tracking.json"  # the last step handed to W&B, so a resume logs each step once
+PREPROCESSING_FILE = "preprocessing.json"  # fitted on the train split: features, means/stds, classes
+INPUT_SPEC_FILE = "input_spec.json"  # what the model takes and gives: features, shapes, classes, task
+SUMMARY_FILE = "summary.json"
+LOG_FILE = "rayspeed.log"  # everything Ray, Ray Data and DeepSpeed printed, plus rayspeed's own lines
+LOSS_CURVES_FILE = "loss_curves.png"
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+WANDB_DIR = "wandb"
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints
+CHECKPOINT_PREFIX = "step_"
+
+
+def checkpoint_dir_name(step: int) -> str:
+    """`step_00000040`: zero padded, so names sort by step."""
+    return f"{CHECKPOINT_PREFIX}{step:08d}"

@@ -1,0 +1,139 @@
+"""A run's directory (`run.storage_path/run.name`) on any filesystem pyarrow understands.
+
+Every write replaces a file whole and atomically: on a local disk through a temporary file and a
+rename, on object stores by the single PUT that makes an object visible. A kill never leaves half
+a file behind.
+"""
+
+import os
+import posixpath
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from rayspeed.config.data import has_uri_scheme
+from rayspeed.config.redact import redact_uri
+from rayspeed.errors import RunStateError
+
+
+@dataclass(frozen=True)
+class RunStorage:
+    """Where one run lives. `storage_uri` is what Ray gets; `filesystem` + `root` are for our own files."""
+
+    storage_uri: str
+    filesystem: pafs.FileSystem
+    root: str
+    name: str
+
+    @classmethod
+    def open(cls, storage_path: str, name: str) -> "RunStorage":
+        if has_uri_scheme(storage_path):
+            try:
+                filesystem, root = pafs.FileSystem.from_uri(storage_path)
+            except (pa.ArrowInvalid, OSError) as error:
+                raise RunStateError(f"run.storage_path: cannot open {redact_uri(storage_path)}: {error}") from None
+            return cls(storage_path, filesystem, root.rstrip("/"), name)
+        local = str(Path(storage_path).expanduser().resolve())
+        return cls(local, pafs.LocalFileSystem(), local, name)
+
+    @property
+    def path(self) -> str:
+        return posixpath.join(self.root, self.name)
+
+    def join(self, *parts: str) -> str:
+        return posixpath.join(self.path, *parts)
+
+    def display(self, *parts: str) -> str:
+        """The location as a user would type it, without credentials."""
+        base = redact_uri(self.storage_uri.rstrip("/").split("?")[0])
+        return "/".join([base, self.name, *parts])
+
+    def uri(self, fs_path: str) -> str:
+        """A filesystem path of this storage as a URI (`s3://bucket/...`), or as-is when local."""
+        if self.is_local():
+            return fs_path
+        return f"{self.storage_uri.split('://', 1)[0]}://{fs_path}"
+
+    def is_local(self) -> bool:
+        return isinstance(self.filesystem, pafs.LocalFileSystem)
+
+    def has_content(self) -> bool:
+        info = self.filesystem.get_file_info(self.path)
+        if info.type == pafs.FileType.NotFound:
+            return False
+        return bool(self.filesystem.get_file_info(pafs.FileSelector(self.path, allow_not_found=True)))
+
+    def exists(self, *parts: str) -> bool:
+        return self.filesystem.get_file_info(self.join(*parts)).type != pafs.FileType.NotFound
+
+    def list(self, *parts: str) -> list[str]:
+        """Base names directly under a folder of the run (empty when it does not exist)."""
+        selector = pafs.FileSelector(self.join(*parts), allow_not_found=True)
+        return sorted(info.base_name for info in self.filesystem.get_file_info(selector))
+
+    def read_text(self, *parts: str) -> str | None:
+        if not self.exists(*parts):
+            return None
+        with self.filesystem.open_input_stream(self.join(*parts)) as stream:
+            return stream.read().decode()
+
+    def write(self, data: bytes | str, *parts: str) -> None:
+        """Replaces the file whole and atomically."""
+        payload = data.encode() if isinstance(data, str) else data
+        target = self.join(*parts)
+        self.filesystem.create_dir(posixpath.dirname(target), recursive=True)
+        if not self.is_local():
+            with self.filesystem.open_output_stream(target) as stream:  # visible only once complete
+                stream.write(payload)
+            return
+        os.replace(self._local_temporary(target, payload), target)
+
+    @staticmethod
+    def _local_temporary(target: str, payload: bytes) -> str:
+        temporary = f"{target}.{secrets.token_hex(4)}.tmp"
+        with open(temporary, "wb") as file:
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+        return temporary
+
+    def append(self, text: str, *parts: str) -> None:
+        """Adds complete lines at the end: one write(2) on a local disk (a kill cannot split it),
+        a whole new object on object stores."""
+        target = self.join(*parts)
+        if not self.is_local():
+            self.write((self.read_text(*parts) or "") + text, *parts)
+            return
+        self.filesystem.create_dir(posixpath.dirname(target), recursive=True)
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(descriptor, text.encode())
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+    def create_exclusively(self, data: str, *parts: str) -> bool:
+        """Writes the file only if it does not exist yet; False when another process has it.
+
+        Atomic on a local or shared POSIX disk (a hard link fails if the name exists). Object stores
+        offer no create-if-absent through pyarrow: there a write is followed by a read-back, which
+        catches all but a race within one round trip.
+        """
+        target = self.join(*parts)
+        self.filesystem.create_dir(posixpath.dirname(target), recursive=True)
+        if self.is_local():
+            temporary = self._local_temporary(target, data.encode())
+            try:
+                os.link(temporary, target)  # fails if the target exists; readers never see it half written
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(temporary)
+            return True
+        if self.exists(*parts):
+            return False
+        self.write(data, *parts)
+        return self.read_text(*parts) == data

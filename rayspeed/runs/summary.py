@@ -1,0 +1,57 @@
+"""What a finished run leaves behind for people: summary.json, plots, and the lines the CLI prints."""
+
+import json
+from dataclasses import asdict, dataclass
+
+from rayspeed.runs import plots
+from rayspeed.runs.layout import CONFUSION_MATRIX_FILE, LOG_FILE, LOSS_CURVES_FILE, SUMMARY_FILE
+from rayspeed.runs.metrics_log import read_metrics
+from rayspeed.runs.storage import RunStorage
+
+SHOWN_METRICS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_dir: str
+    steps: int
+    final: dict
+    best_checkpoint: str | None
+    best_metrics: dict
+    files: list[str]
+
+    def lines(self) -> list[str]:
+        lines = [f"run: {self.run_dir} ({self.steps} steps)", f"final: {shown(self.final)}"]
+        if self.best_checkpoint:
+            lines.append(f"best checkpoint: {self.best_checkpoint} ({shown(self.best_metrics)})")
+        lines += [f"wrote: {name}" for name in self.files]
+        return lines
+
+
+def shown(metrics: dict) -> str:
+    return ", ".join(f"{key} {metrics[key]:.4f}" for key in SHOWN_METRICS if key in metrics)
+
+
+def summarize(storage: RunStorage, *, best_checkpoint: str | None, best_metrics: dict, classes: list) -> RunSummary:
+    """Writes summary.json and the plots into the run directory, and returns the summary."""
+    rows = read_metrics(storage)
+    final = scalars_of(rows[-1]) if rows else {}
+    files = []
+    if rows:
+        storage.write(plots.loss_curves(rows, title=storage.name), LOSS_CURVES_FILE)
+        files.append(storage.display(LOSS_CURVES_FILE))
+    confusion = rows[-1].get("test_confusion") if rows else None
+    if confusion:
+        storage.write(plots.confusion_matrix(confusion, classes, title=f"{storage.name}: test set"),
+                      CONFUSION_MATRIX_FILE)
+        files.append(storage.display(CONFUSION_MATRIX_FILE))
+    files.append(storage.display(LOG_FILE))
+    summary = RunSummary(run_dir=storage.display(), steps=final.get("step", 0), final=final,
+                         best_checkpoint=best_checkpoint, best_metrics=scalars_of(best_metrics), files=files)
+    storage.write(json.dumps(asdict(summary), indent=2), SUMMARY_FILE)
+    return summary
+
+
+def scalars_of(metrics: dict) -> dict:
+    """Drops the lists (carried rows, confusion matrices) from a metrics dict."""
+    return {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}

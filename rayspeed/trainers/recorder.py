@@ -1,0 +1,104 @@
+"""Live metrics from the workers to the driver: rank 0 sends each logged row, every rank sends what
+it restored, through a Ray queue; a driver thread commits rows (metrics.jsonl, then W&B) and tells
+the observers (progress bar, epoch lines).
+
+The queue is an actor owned by the driver, so it outlives worker-group restarts; reports to Ray
+Train stay for epoch ends and checkpoints only (each is a barrier of all workers).
+"""
+
+import queue as std_queue
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+import ray
+from ray.util.queue import Empty, Queue
+
+from rayspeed.runs.metrics_log import MetricsLog
+from rayspeed.runs.progress import RunObserver
+from rayspeed.trainers.plan import LoopPlan
+
+POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class Channel:
+    """The workers' end: picklable, passed in the train loop config."""
+
+    queue: Queue
+
+    def send_rows(self, rows: list[dict]) -> None:
+        self.queue.put(("rows", rows))  # a round trip to the queue actor, once per logged step
+
+    def send_event(self, event: dict) -> None:
+        self.queue.put(("event", event))
+
+
+class NullChannel:
+    """What ranks other than 0 send rows to."""
+
+    def send_rows(self, rows: list[dict]) -> None:
+        pass
+
+
+class RunRecorder:
+    """The driver's end. Responsibilities: commit each step once (a restarted group repeats steps the
+    driver already has), keep W&B behind metrics.jsonl, and say when and where workers restarted."""
+
+    def __init__(self, metrics: MetricsLog, sink, plan: LoopPlan, *, world: int, observers: list[RunObserver]):
+        self._metrics, self._sink, self._plan, self._world = metrics, sink, plan, world
+        self._observers = observers
+        self._queue = Queue(actor_options={"num_cpus": 0})  # never waits for a free CPU
+        self.channel = Channel(self._queue)
+        self._restored: dict[int, set[int]] = defaultdict(set)  # restored step -> ranks past it
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="rayspeed-recorder", daemon=True)
+        self.restores: list[dict] = []  # every rank's restore, in arrival order (for the run log)
+
+    def start(self) -> None:
+        for observer in self._observers:
+            observer.on_start(total_steps=self._plan.total_steps, first_step=self._metrics.last_step)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Takes everything still queued (workers block on each put, so all of it is there), then stops."""
+        self._stop.set()
+        self._thread.join()
+        for observer in self._observers:
+            observer.close()
+        ray.kill(self._queue.actor)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                kind, payload = self._queue.get(timeout=POLL_S)
+            except (Empty, std_queue.Empty):
+                if self._stop.is_set():
+                    return
+                continue
+            if kind == "rows":
+                self._commit(payload)
+            else:
+                self._on_event(payload)
+
+    def _commit(self, rows: list[dict]) -> None:
+        new = self._metrics.append(rows)
+        self._sink.log(new)
+        for row in new:
+            step = row["step"]
+            for observer in self._observers:
+                observer.on_row(row, epoch_end=self._plan.is_epoch_end(step), checkpoint=self._plan.is_checkpoint(step))
+
+    def _on_event(self, event: dict) -> None:
+        """A rank's first optimizer step after restoring a checkpoint: its step counter and DeepSpeed's."""
+        self.restores.append(event)
+        print(f"[rayspeed] rank {event['rank']} restored the checkpoint of step {event['restored_step']}, then "
+              f"trained step {event['first_step']} (DeepSpeed global step {event['engine_steps']})",
+              flush=True)  # to the run log
+        ranks = self._restored[event["restored_step"]]
+        ranks.add(event["rank"])
+        if len(ranks) == self._world:
+            del self._restored[event["restored_step"]]
+            for observer in self._observers:
+                observer.on_note(f"all {self._world} ranks continued after the checkpoint of step "
+                                 f"{event['restored_step']}")

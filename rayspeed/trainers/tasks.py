@@ -1,0 +1,74 @@
+"""What is being learned, as the loop and evaluation need it: the head size, how a batch becomes
+model inputs, the loss, and the metrics of a split. Classification today; regression and language
+modelling plug in here (their inputs decide their own casting: token ids are never cast to bf16).
+"""
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from rayspeed.datasets.preprocessing import InputSpec
+
+
+class Task(Protocol):
+    name: str
+
+    def output_size(self, spec: InputSpec) -> int: ...
+
+    def inputs(self, batch: dict, *, dtype: torch.dtype) -> torch.Tensor: ...
+
+    def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor: ...
+
+    def new_totals(self, *, device) -> torch.Tensor: ...
+
+    def add_to_totals(self, totals: torch.Tensor, outputs: torch.Tensor, batch: dict) -> None: ...
+
+    def metrics(self, totals: torch.Tensor, *, split: str, with_details: bool) -> dict: ...
+
+
+class Classification:
+    """Class logits, cross entropy, accuracy and a confusion matrix."""
+
+    name = "classification"
+
+    def __init__(self, spec: InputSpec):
+        self._classes = spec.num_classes
+
+    def output_size(self, spec: InputSpec) -> int:
+        return spec.num_classes
+
+    def inputs(self, batch: dict, *, dtype: torch.dtype) -> torch.Tensor:
+        return batch["features"].to(dtype)  # float features follow the training precision
+
+    def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        return F.cross_entropy(outputs.float(), batch["label"])
+
+    def new_totals(self, *, device) -> torch.Tensor:
+        """[loss sum, rows, confusion counts (true x predicted)], all-reduced as one tensor."""
+        return torch.zeros(2 + self._classes**2, dtype=torch.float64, device=device)
+
+    def add_to_totals(self, totals: torch.Tensor, outputs: torch.Tensor, batch: dict) -> None:
+        labels = batch["label"]
+        totals[0] += F.cross_entropy(outputs.float(), labels, reduction="sum")
+        totals[1] += labels.numel()
+        pairs = labels * self._classes + outputs.argmax(dim=1)
+        totals[2:] += torch.bincount(pairs, minlength=self._classes**2).to(totals.dtype)
+
+    def metrics(self, totals: torch.Tensor, *, split: str, with_details: bool) -> dict:
+        values = totals.tolist()  # a host sync, once per evaluation
+        rows = max(values[1], 1)
+        confusion = [[int(v) for v in values[2 + i * self._classes: 2 + (i + 1) * self._classes]]
+                     for i in range(self._classes)]
+        metrics = {f"{split}_loss": values[0] / rows,
+                   f"{split}_accuracy": sum(confusion[i][i] for i in range(self._classes)) / rows}
+        if with_details:
+            metrics[f"{split}_confusion"] = confusion
+        return metrics
+
+
+TASKS = {"classification": Classification}
+
+
+def task_for(spec: InputSpec) -> Task:
+    return TASKS[spec.task](spec)
