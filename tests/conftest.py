@@ -1,6 +1,7 @@
 """Shared fixtures: one real local Ray cluster for the whole session, and tiny digits experiments."""
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -14,13 +15,21 @@ os.environ.pop("RAY_ADDRESS", None)
 TINY_DIGITS = {
     "data": {"source": "digits"},
     "model": {"name": "mlp", "args": {"hidden_sizes": [64]}},
-    "train": {"epochs": 3, "global_batch": 64, "micro_batch_per_worker": 16, "lr": 3e-3, "zero_stage": 2,
-              "warmup_steps": 5},
+    # No warmup_steps: the default (0) must train (DeepSpeed's own schedulers refuse it).
+    "train": {"epochs": 3, "global_batch": 64, "micro_batch_per_worker": 16, "lr": 3e-3, "zero_stage": 2},
     "scaling": {"num_workers": 2},
     "checkpoint": {"keep": 2, "score_metric": "val_accuracy", "score_mode": "max"},
     "tracking": {"log_every_n_steps": 5},
     "run": {"name": "tiny"},
 }
+
+
+def run_dir(tmp_path: Path, name: str) -> Path:
+    return tmp_path / "runs" / name
+
+
+def metrics(directory: Path) -> list[dict]:
+    return [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
 
 
 def experiment(tmp_path: Path, **sections) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.load import apply_overrides
+from rayspeed.config.model import FactoryModel
 from rayspeed.errors import ConfigError
 
 
@@ -34,7 +35,7 @@ def preflight(cfg: ExperimentConfig, *, working_dir: str) -> Preflight:
     """
     cfg = _absolute_data_path(cfg, working_dir)
     code_dir = None
-    if cfg.model.factory:
+    if isinstance(cfg.model, FactoryModel):
         code_dir = _check_factory(cfg.model.factory, cfg.model.args, working_dir=working_dir)
     return Preflight(cfg=cfg, code_dir=code_dir)
 
