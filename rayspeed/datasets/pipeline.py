@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import ray.data
 from ray.data.aggregate import Count, Mean, Std, Sum, Unique
+from ray.data.context import ShuffleStrategy
 
 from rayspeed.config.data import DataConfig
 from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
@@ -54,6 +55,9 @@ def build_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | None 
         tag_rows, batch_format="pandas", fn_kwargs={"columns": columns, "fractions": fractions, "seed": seed}
     ).materialize()
     rows_read = tagged.count()
+    # Whole-dataset aggregations run as plain tasks: the default hash shuffle would first start a pool
+    # of aggregator actors (about 6 s on 2 cores) for what is a single group.
+    tagged.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     clean = tagged.filter(expr="_missing == 0")
     counts = clean.aggregate(Count(alias_name="rows"), Unique(label, ignore_nulls=True, alias_name="classes"),
                              *(Sum(flag, alias_name=name) for name, flag in SPLIT_FLAGS.items()))
