@@ -62,3 +62,20 @@ def ray_session(ray_address):
     ray.init(address=ray_address)
     yield ray_address
     ray.shutdown()
+
+
+def train(config: Path, address: str, *, wandb_mode: str = "offline", working_dir: str | None = None):
+    """What `rayspeed train` does, in this process: validate, pre-flight, claim, connect, fit."""
+    from rayspeed.cluster import connect
+    from rayspeed.config import load_config
+    from rayspeed.config.preflight import preflight
+    from rayspeed.runs.guard import claim_run
+    from rayspeed.runs.storage import RunStorage
+    from rayspeed.trainers.driver import fit
+
+    checked = preflight(load_config(config), working_dir=working_dir or os.getcwd())
+    cfg = checked.cfg
+    storage = RunStorage.open(cfg.run.storage_path, cfg.run.name)
+    start = claim_run(cfg, storage)
+    with connect(cfg.scaling, address=address, env=dict(os.environ)):
+        return fit(cfg, storage=storage, start=start, wandb_mode=wandb_mode, code_dir=checked.code_dir)

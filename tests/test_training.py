@@ -5,59 +5,73 @@ from pathlib import Path
 
 import pytest
 import wandb_records
-from conftest import experiment
-
-from rayspeed.config import load_config
-from rayspeed.trainers.driver import fit
+from conftest import experiment, metrics, run_dir, train
 
 pytestmark = pytest.mark.ray
 
-
-def run_dir(tmp_path: Path, name: str) -> Path:
-    return tmp_path / "runs" / name
+STEPS_PER_EPOCH = 22  # 1797 digits -> 1446 train rows -> 723 per worker -> 45 micro batches of 16 -> 22 steps
 
 
-def metrics(directory: Path) -> list[dict]:
-    return [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
-
-
-@pytest.mark.parametrize("stage", [0, 1, 3])
-def test_two_workers_learn_digits_with_zero_stage(tmp_path, ray_address, stage):
-    cfg = load_config(experiment(tmp_path, train={"zero_stage": stage}, run={"name": f"zero{stage}"}))
-    summary = fit(cfg, address=ray_address, env={})
+@pytest.mark.parametrize("stage, train_section", [
+    (0, {}),
+    (1, {"optimizer": "sgd", "lr": 0.1, "lr_schedule": "linear"}),  # SGD is not a ZeRO-tested optimizer
+    (3, {"lr_schedule": "constant"}),
+])
+def test_two_workers_learn_digits_with_zero_stage(tmp_path, ray_address, stage, train_section):
+    """No warmup_steps anywhere: DeepSpeed's own schedulers refuse 0, rayspeed's starts at the peak lr."""
+    config = experiment(tmp_path, train={"zero_stage": stage, **train_section}, run={"name": f"zero{stage}"},
+                        tracking={"mode": "disabled"})
+    summary = train(config, ray_address, wandb_mode="disabled")
     assert summary.final["val_accuracy"] > 0.8  # chance is 0.1
+    rows = metrics(run_dir(tmp_path, f"zero{stage}"))
+    assert rows[0]["lr"] >= 0.9 * train_section.get("lr", 3e-3)  # step 5: no warmup, barely decayed
     assert_checkpoint_has_both_ranks(run_dir(tmp_path, f"zero{stage}"), stage)
 
 
-def test_zero2_run_learns_and_records_everything_once(tmp_path, ray_address, capfd):
-    """ZeRO-2 run: learning, checkpoint contents, the metrics file, W&B offline, and no leaked secrets."""
+def test_zero2_run_learns_and_records_everything_once(tmp_path, ray_address, capfd, monkeypatch):
+    """ZeRO-2 run: learning, checkpoints kept and best, live W&B rows, saved preprocessing, no leaked secrets."""
     secret = "wandb-key-that-must-not-leak-4242"
-    cfg = load_config(experiment(tmp_path, tracking={"mode": "offline"}, run={"name": "zero2"}))
-    summary = fit(cfg, address=ray_address, env={"WANDB_API_KEY": secret})
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    summary = train(experiment(tmp_path, run={"name": "zero2"}), ray_address)
     directory = run_dir(tmp_path, "zero2")
 
     assert summary.final["val_accuracy"] > 0.8 and summary.final["test_accuracy"] > 0.8
-    assert summary.best_checkpoint and Path(summary.best_checkpoint).parent == directory
     assert_checkpoint_has_both_ranks(directory, 2)
 
     rows = metrics(directory)
     steps = [row["step"] for row in rows]
-    steps_per_epoch = 22  # 1797 digits -> 1468 train rows -> 734 per worker -> 45 micro batches of 16 -> 22 steps
-    expected = sorted({*range(5, 67, 5), *range(steps_per_epoch, 67, steps_per_epoch)})
-    assert steps == expected
+    epoch_ends = list(range(STEPS_PER_EPOCH, 67, STEPS_PER_EPOCH))
+    assert steps == sorted({*range(5, 67, 5), *epoch_ends})
     assert all(key in rows[-1] for key in ("train_loss", "val_loss", "val_accuracy", "samples_per_s",
-                                           "step_time_s", "data_wait_s", "epoch", "test_accuracy"))
-    assert [row["step"] for row in rows if "val_loss" in row] == [22, 44, 66]
+                                           "step_time_s", "data_wait_s", "epoch", "test_accuracy", "lr"))
+    assert [row["step"] for row in rows if "val_loss" in row] == epoch_ends
 
+    # checkpoint.keep = 2 by val_accuracy (max): the two best epoch-end checkpoints and the latest.
+    scores = {row["step"]: row["val_accuracy"] for row in rows if "val_accuracy" in row}
+    best_two = sorted(scores, key=lambda step: -scores[step])[:2]
+    kept = {int(path.name.removeprefix("step_")) for path in directory.glob("step_*")}
+    assert kept == {*best_two, epoch_ends[-1]}
+    best_step = int(Path(summary.best_checkpoint).name.removeprefix("step_"))
+    assert scores[best_step] == max(scores.values())
+    assert summary.best_metrics["val_accuracy"] == max(scores.values())
+
+    # W&B got every logged row live (many more rows than the 3 reports), each step once.
     run_id = json.loads((directory / "rayspeed.json").read_text())["wandb_run_id"]
     logged = wandb_records.history(directory / "wandb", run_id)
     assert [(r["_step"], r["train/loss"]) for r in logged] == [(r["step"], r["train_loss"]) for r in rows]
+    assert len(logged) > 3 * len(epoch_ends)
     assert wandb_records.config(directory / "wandb", run_id)["train"]["zero_stage"] == 2
+
+    preprocessing = json.loads((directory / "preprocessing.json").read_text())
+    assert len(preprocessing["means"]) == 64 and preprocessing["classes"] == list(range(10))
+    spec = json.loads((directory / "input_spec.json").read_text())
+    assert spec["feature_shape"] == [64] and spec["task"] == "classification"
+    latest = max(directory.glob("step_*"))
+    assert json.loads((latest / "preprocessing.json").read_text()) == preprocessing
 
     assert (directory / "loss_curves.png").stat().st_size > 0
     assert (directory / "confusion_matrix.png").stat().st_size > 0
     output = "".join(capfd.readouterr())
-    assert "[rayspeed] step 22/66" in output  # per-epoch progress line
     for path in directory.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
@@ -67,7 +81,7 @@ def test_zero2_run_learns_and_records_everything_once(tmp_path, ray_address, cap
 def assert_checkpoint_has_both_ranks(directory: Path, stage: int) -> None:
     latest = sorted(directory.glob("step_*"))[-1]
     files = {p.name for p in latest.rglob("*")}
-    assert {"rng_rank0.pt", "rng_rank1.pt", "train_state.json", "latest"} <= files
+    assert {"rng_rank0.pt", "rng_rank1.pt", "train_state.json", "latest", "input_spec.json"} <= files
     if stage >= 1:
         assert {f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)} <= files
     if stage == 3:
