@@ -45,7 +45,7 @@ def _train(args) -> int:
         terminal.say(start.message)
         try:
             summary = _fit_on_cluster(cfg, storage, start, terminal, address=args.address or os.environ.get(
-                "RAY_ADDRESS"), code_dir=checked.code_dir, env=os.environ)
+                "RAY_ADDRESS"), code_dir=checked.code_dir, code_excludes=checked.code_excludes, env=os.environ)
         except RayspeedError:
             print(f"rayspeed: the full log is in {log_path}", file=terminal.err, flush=True)
             raise
@@ -57,16 +57,16 @@ def _train(args) -> int:
 
 
 def _fit_on_cluster(cfg, storage, start, terminal, *, address: str | None, code_dir: str | None,
-                    env: Mapping[str, str]):
+                    code_excludes: list[str], env: Mapping[str, str]):
     """Imports Ray and torch only here, once the config is valid and the run is claimed."""
     from rayspeed.cluster import connect
     from rayspeed.runs.progress import ProgressDisplay
     from rayspeed.trainers.driver import fit
 
-    with connect(cfg.scaling, address=address, env=env) as where:
-        terminal.say(f"cluster: {where}")
+    with connect(cfg.scaling, address=address, env=env, code_dir=code_dir, code_excludes=code_excludes) as where:
+        terminal.say(f"cluster: {where}" + (f", shipping {code_dir} to its workers" if code_dir else ""))
         return fit(cfg, storage=storage, start=start, wandb_mode=wandb_mode(cfg.tracking.mode, env),
-                   observers=[ProgressDisplay(terminal)], code_dir=code_dir)
+                   observers=[ProgressDisplay(terminal)])
 
 
 def wandb_mode(configured: str, env: Mapping[str, str]) -> str:

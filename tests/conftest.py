@@ -77,5 +77,6 @@ def train(config: Path, address: str, *, wandb_mode: str = "offline", working_di
     cfg = checked.cfg
     storage = RunStorage.open(cfg.run.storage_path, cfg.run.name)
     start = claim_run(cfg, storage)
-    with connect(cfg.scaling, address=address, env=dict(os.environ)):
-        return fit(cfg, storage=storage, start=start, wandb_mode=wandb_mode, code_dir=checked.code_dir)
+    with connect(cfg.scaling, address=address, env=dict(os.environ), code_dir=checked.code_dir,
+                 code_excludes=checked.code_excludes):
+        return fit(cfg, storage=storage, start=start, wandb_mode=wandb_mode)

@@ -7,11 +7,11 @@ import pyarrow.fs as pafs
 import pytest
 from conftest import experiment
 from moto.server import ThreadedMotoServer
+from rayspeed.trainers.run_guard import claim_run
+from rayspeed.trainers.run_storage import RunStorage
 
 from rayspeed.config import load_config
 from rayspeed.errors import RunStateError
-from rayspeed.trainers.run_guard import claim_run
-from rayspeed.trainers.run_storage import RunStorage
 
 pytestmark = pytest.mark.ray
 

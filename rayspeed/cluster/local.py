@@ -9,7 +9,7 @@ import contextlib
 import math
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import ray
 
@@ -26,28 +26,35 @@ FORWARDED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKE
                  "AWS_ENDPOINT_URL")
 
 
+# Never uploaded with a code directory: version control, caches, environments, run output.
+CODE_EXCLUDES = [".git", "__pycache__", "*.pyc", "wandb", ".venv", "venv", "*.egg-info", "*.ckpt", "*.pt"]
+
+
 @contextlib.contextmanager
-def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, str]) -> Iterator[str]:
+def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, str],
+            code_dir: str | None = None, code_excludes: Sequence[str] = ()) -> Iterator[str]:
     """Ray for the duration of the block; yields a description of the cluster.
 
     Args:
         scaling: what the run will ask of the cluster.
         address: a Ray address (host:port, ray://..., auto), or None for an embedded local Ray.
         env: the caller's environment, from which credentials are forwarded to remote workers.
+        code_dir: a directory every process of the job gets as its working directory and on its
+            Python path (Ray uploads it), e.g. where the user's model module lives.
+        code_excludes: paths in `code_dir` not to upload (gitignore syntax), e.g. its data.
     """
     for key, value in CONTROLLER_POLL_ENV.items():
         os.environ.setdefault(key, value)
+    runtime_env = job_runtime_env(env, code_dir=code_dir, excludes=code_excludes) if address or code_dir else None
     if address:
         _check_reachable(address)
-        forwarded = {key: env[key] for key in FORWARDED_ENV if key in env}
-        ray.init(address=address, runtime_env={"env_vars": forwarded} if forwarded else None,
-                 log_to_driver=True)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
         where = f"Ray cluster at {address}"
     else:
         # "local" starts a new instance even when another Ray runs on this machine (plain ray.init()
         # would join that one instead, with none of the resources asked for here).
         ray.init(address="local", num_cpus=local_cpus(scaling), num_gpus=None if scaling.use_gpu else 0,
-                 include_dashboard=True, log_to_driver=True)
+                 include_dashboard=True, log_to_driver=True, runtime_env=runtime_env)
         where = "embedded local Ray"
     try:
         check_capacity(scaling, ray.cluster_resources(), [n["Resources"] for n in ray.nodes() if n["Alive"]],
@@ -55,6 +62,17 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
         yield where
     finally:
         ray.shutdown()
+
+
+def job_runtime_env(env: Mapping[str, str], *, code_dir: str | None, excludes: Sequence[str] = ()) -> dict | None:
+    """Object-storage credentials for remote workers, and the user's code directory."""
+    runtime_env: dict = {}
+    forwarded = {key: env[key] for key in FORWARDED_ENV if key in env}
+    if forwarded:
+        runtime_env["env_vars"] = forwarded
+    if code_dir:
+        runtime_env.update(working_dir=code_dir, excludes=[*CODE_EXCLUDES, *excludes])
+    return runtime_env or None
 
 
 def local_cpus(scaling: ScalingConfig) -> int:

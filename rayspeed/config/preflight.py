@@ -25,6 +25,8 @@ class Preflight:
 
     cfg: ExperimentConfig
     code_dir: str | None
+    code_excludes: list[str]
+    """Paths inside `code_dir` not to upload: the data and the run storage, when they live there."""
 
 
 def preflight(cfg: ExperimentConfig, *, working_dir: str) -> Preflight:
@@ -37,7 +39,15 @@ def preflight(cfg: ExperimentConfig, *, working_dir: str) -> Preflight:
     code_dir = None
     if isinstance(cfg.model, FactoryModel):
         code_dir = _check_factory(cfg.model.factory, cfg.model.args, working_dir=working_dir)
-    return Preflight(cfg=cfg, code_dir=code_dir)
+    inside = [_relative(path, code_dir) for path in (cfg.data.source, cfg.run.storage_path)] if code_dir else []
+    return Preflight(cfg=cfg, code_dir=code_dir, code_excludes=[path for path in inside if path])
+
+
+def _relative(path: str, directory: str) -> str | None:
+    absolute = os.path.abspath(os.path.expanduser(path))
+    if "://" in path or os.path.commonpath([absolute, directory]) != directory or absolute == directory:
+        return None
+    return "/" + os.path.relpath(absolute, directory)
 
 
 def importable_from(working_dir: str) -> None:

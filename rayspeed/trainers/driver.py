@@ -34,12 +34,10 @@ from rayspeed.trainers.tracking import NullSink, WandbSettings, WandbSink
 
 # Worker-group startup failures (e.g. resources that never appear) are retried this often, not forever.
 CONTROLLER_FAILURE_LIMIT = 3
-CODE_EXCLUDES = [".git", "__pycache__", "*.pyc", "wandb", ".venv", "venv", "*.egg-info"]
 
 
 def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mode: str,
-        observers: Sequence[RunObserver] = (), train_callbacks: Sequence[ray.train.UserCallback] = (),
-        code_dir: str | None = None) -> RunSummary:
+        observers: Sequence[RunObserver] = (), train_callbacks: Sequence[ray.train.UserCallback] = ()) -> RunSummary:
     """Trains the experiment in the connected Ray and returns its summary.
 
     Args:
@@ -49,7 +47,6 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         wandb_mode: online, offline or disabled, as the caller resolved it.
         observers: told about every committed row (progress display).
         train_callbacks: Ray Train callbacks (e.g. Tune's report callback for a trial).
-        code_dir: a directory to ship to the workers as their working directory (a model module).
 
     Raises:
         ConfigError, DataError: before any worker starts. TrainingFailed: after `run.max_failures`.
@@ -71,19 +68,30 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     sink.start()
     sink.log(metrics.rows)  # what a killed driver committed but did not hand to W&B
     recorder = RunRecorder(metrics, sink, plan, world=cfg.scaling.num_workers, observers=list(observers))
-    trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks, code_dir)
+    trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks)
     recorder.start()
     try:
         result = trainer.fit()
     except ray.train.TrainingFailedError as error:
+        print(f"[rayspeed] training failed: {error}", flush=True)  # the whole story, to the run log
         raise TrainingFailed(
-            f"training failed: {error}\nThe run keeps its checkpoints; continue it with --resume"
+            f"training failed after run.max_failures ({cfg.run.max_failures}) restarts: {_cause(error)}\n"
+            "The run keeps its checkpoints; continue it with --resume"
         ) from error
     finally:
         recorder.stop()
         sink.finish()
     best, best_metrics = _best_checkpoint(cfg, result, storage)
     return summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes)
+
+
+def _cause(error: Exception) -> str:
+    """One line: the first worker's (or the controller's) exception, not Ray's whole report."""
+    causes = [*getattr(error, "worker_failures", {}).values(), getattr(error, "controller_failure", None)]
+    cause = next((c for c in causes if c is not None), error)
+    cause = getattr(cause, "cause", None) or cause  # RayTaskError wraps the user's exception
+    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"
 
 
 class _Notes:
@@ -116,12 +124,9 @@ def _prepare_data(cfg: ExperimentConfig, storage: RunStorage, *, resuming: bool,
 
 
 def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, storage: RunStorage,
-             recorder: RunRecorder, train_callbacks: Sequence, code_dir: str | None) -> TorchTrainer:
+             recorder: RunRecorder, train_callbacks: Sequence) -> TorchTrainer:
     scaling = cfg.scaling
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
-    worker_env: dict = {"env_vars": _worker_env(use_gpu=scaling.use_gpu)}
-    if code_dir:
-        worker_env.update(working_dir=code_dir, excludes=CODE_EXCLUDES)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -140,7 +145,7 @@ def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, stor
                                                          checkpoint_score_attribute=cfg.checkpoint.score_metric,
                                                          checkpoint_score_order=cfg.checkpoint.score_mode),
             callbacks=list(train_callbacks),
-            worker_runtime_env=worker_env,
+            worker_runtime_env={"env_vars": _worker_env(use_gpu=scaling.use_gpu)},
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
         datasets=prepared.datasets,
