@@ -17,7 +17,7 @@ USER_ERROR_EXIT = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return args.command(args)
     except TrainingFailed as error:
@@ -26,6 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     except RayspeedError as error:
         print(f"rayspeed: {error}", file=sys.stderr)
         return USER_ERROR_EXIT
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Overrides may also follow the options (`train x.yaml --resume train.epochs=9`)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and (not hasattr(args, "overrides") or any(arg.startswith("-") or "=" not in arg for arg in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
 
 
 def _train(args) -> int:

@@ -66,3 +66,13 @@ def config(wandb_dir: Path, run_id: str) -> dict:
             for item in updates:
                 found[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return found
+
+
+def kept_history(wandb_dir: Path, run_id: str) -> list[dict]:
+    """The rows W&B keeps once the offline runs are synced in order: a step is kept only if it is
+    higher than the last kept one ("steps must only increase"), as the client does online."""
+    kept: list[dict] = []
+    for row in history(wandb_dir, run_id):
+        if not kept or row["_step"] > kept[-1]["_step"]:
+            kept.append(row)
+    return kept

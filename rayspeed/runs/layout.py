@@ -3,7 +3,6 @@
 CONFIG_FILE = "config.yaml"  # the resolved config the run started with, secrets removed
 IDENTITY_FILE = "rayspeed.json"  # the run's identity: W&B run id, who claimed it and when
 METRICS_FILE = "metrics.jsonl"  # one row per logged step
-TRACKING_STATE_FILE = "tracking.json"  # the last step handed to W&B, so a resume logs each step once
 PREPROCESSING_FILE = "preprocessing.json"  # fitted on the train split: features, means/stds, classes
 INPUT_SPEC_FILE = "input_spec.json"  # what the model takes and gives: features, shapes, classes, task
 SUMMARY_FILE = "summary.json"

@@ -19,7 +19,7 @@ from rayspeed.config.redact import redact
 from rayspeed.datasets import PreparedData, Preprocessing, build_datasets
 from rayspeed.errors import TrainingFailed
 from rayspeed.runs.guard import RunStart
-from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE
+from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE, RAY_SNAPSHOT
 from rayspeed.runs.metrics_log import MetricsLog
 from rayspeed.runs.progress import RunObserver
 from rayspeed.runs.storage import RunStorage
@@ -66,7 +66,7 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         metrics.append(_rows_of_latest_checkpoint(storage))  # a driver killed before committing them
     sink = _wandb_sink(cfg, storage, run_id=start.wandb_run_id, mode=wandb_mode)
     sink.start()
-    sink.log(metrics.rows)  # what a killed driver committed but did not hand to W&B
+    sink.log(metrics.rows)  # a resumed run: what a killed driver's W&B may have lost (see tracking)
     recorder = RunRecorder(metrics, sink, plan, world=cfg.scaling.num_workers, observers=list(observers))
     trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks)
     recorder.start()
@@ -167,7 +167,7 @@ def _save_once(storage: RunStorage, name: str, content: dict) -> None:
 
 
 def _rows_of_latest_checkpoint(storage: RunStorage) -> list[dict]:
-    if not storage.has_checkpoint():
+    if not storage.exists(RAY_SNAPSHOT):
         return []
     latest = ray.train.Result.from_path(storage.path, storage_filesystem=storage.filesystem).metrics or {}
     return latest.get("rows", [])
@@ -192,4 +192,4 @@ def _wandb_sink(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode
     directory = storage.path if storage.is_local() else str(Path.home() / ".rayspeed" / cfg.run.name)
     settings = WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
                              run_id=run_id, name=cfg.run.name, dir=directory, config=redact(cfg.resolved_dict()))
-    return WandbSink(settings, storage)
+    return WandbSink(settings)

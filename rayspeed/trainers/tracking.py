@@ -1,19 +1,18 @@
 """Weights & Biases, from the driver process only: one W&B run per training run, rows logged at the
 optimizer step as the driver commits them.
 
-Exactly once: the driver commits a row to metrics.jsonl first, then hands it to W&B, then records
-the last step handed over in tracking.json. A restarted worker group repeats steps the driver
-already has, and the driver drops them; a resumed run hands W&B the committed rows after that
-record before training goes on. The W&B key stays in the driver's environment: workers and the
-Train controller never need it.
+Exactly once: the driver commits a row to metrics.jsonl first, then hands it to W&B. A restarted
+worker group repeats steps the driver already has, and the driver drops them. A killed driver may
+take with it rows W&B had not written yet (its service buffers them), so a resumed run hands W&B
+every committed row again before training goes on: W&B keeps a step only if it is higher than the
+run's current one, so what it already has is dropped (online by the client, which knows the
+server's step; offline when the files are synced) and what it lost is filled in, with the same
+values, from metrics.jsonl. The W&B key stays in the driver's environment: workers and the Train
+controller never need it.
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from rayspeed.runs.layout import TRACKING_STATE_FILE
-from rayspeed.runs.storage import RunStorage
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,9 @@ class WandbSettings:
 class WandbSink:
     """Logs committed rows to one W&B run and remembers how far it got."""
 
-    def __init__(self, settings: WandbSettings, storage: RunStorage):
-        self._settings, self._storage = settings, storage
-        state = json.loads(storage.read_text(TRACKING_STATE_FILE) or "{}")
-        self.logged_step: int = state.get("wandb_step", 0)
+    def __init__(self, settings: WandbSettings):
+        self._settings = settings
+        self.logged_step = 0
         self._run = None
 
     def start(self) -> None:
@@ -56,7 +54,6 @@ class WandbSink:
         for row in rows:
             self._run.log(scalars(row), step=row["step"])
         self.logged_step = rows[-1]["step"]
-        self._storage.write(json.dumps({"wandb_step": self.logged_step}), TRACKING_STATE_FILE)
 
     def finish(self) -> None:
         if self._run is not None:
@@ -66,8 +63,6 @@ class WandbSink:
 
 class NullSink:
     """`tracking.mode: disabled`."""
-
-    logged_step = 0
 
     def start(self) -> None:
         pass
