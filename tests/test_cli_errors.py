@@ -23,6 +23,9 @@ def rayspeed(*args: str) -> subprocess.CompletedProcess:
         ({"train": {"lr": -0.1}}, "train.lr: Input should be greater than 0"),
         ({"data": {"source": "/nowhere/data.parquet"}}, "data.source: no such file or directory"),
         ({"model": {"name": "transformer"}}, "model.name: Input should be 'mlp' or 'cnn'"),
+        ({"model": {"name": "mlp", "args": {"hidden": [3]}}}, "model.args.hidden: unknown key; did you mean"),
+        ({"train": {"precision": "bf16"}}, "train.precision: bf16 runs on GPU workers only"),
+        ({"model": {"name": None, "factory": "absent_module:build"}}, "model.factory: cannot import 'absent_module'"),
         ({"train": {"zero_stage": 4}}, "train.zero_stage: Input should be 0, 1, 2 or 3"),
     ],
 )
@@ -45,4 +48,11 @@ def test_config_show_prints_resolved_and_deepspeed_config(tmp_path):
                              "train.epochs=null"], capture_output=True, text=True, check=True)
     assert "grad_accumulation: 2" in result.stdout
     assert '"gradient_accumulation_steps": 2' in result.stdout
-    assert '"total_num_steps": 30' in result.stdout
+    assert "max_steps: 30" in result.stdout
+
+
+def test_overrides_may_follow_the_options(tmp_path):
+    result = rayspeed("config", "validate", str(experiment(tmp_path)), "train.lr=0.5")
+    assert result.returncode == 0
+    result = rayspeed("train", str(experiment(tmp_path)), "--resume", "train.zero_stage=7")
+    assert result.returncode == 2 and "train.zero_stage: Input should be 0, 1, 2 or 3" in result.stderr

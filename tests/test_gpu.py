@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import experiment
+from conftest import experiment, train
 
 from rayspeed.config import load_config
 
@@ -13,11 +13,9 @@ needs_two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs
 @pytest.mark.ray
 @needs_two_gpus
 def test_two_gpu_workers_learn_digits_in_bf16_with_zero2(tmp_path):
-    from rayspeed.trainers.driver import fit
-
-    cfg = load_config(experiment(tmp_path, scaling={"use_gpu": True, "num_workers": 2},
-                                 train={"precision": "bf16", "zero_stage": 2}, run={"name": "gpu"}))
-    summary = fit(cfg, address=None, env={})
+    config = experiment(tmp_path, scaling={"use_gpu": True, "num_workers": 2},
+                        train={"precision": "bf16", "zero_stage": 2}, run={"name": "gpu"})
+    summary = train(config, None, wandb_mode="disabled")
     assert summary.final["val_accuracy"] > 0.8
 
 

@@ -5,10 +5,10 @@ import json
 import boto3
 import pyarrow.fs as pafs
 import pytest
-from conftest import experiment
+from conftest import experiment, train
 from moto.server import ThreadedMotoServer
-from rayspeed.trainers.run_guard import claim_run
-from rayspeed.trainers.run_storage import RunStorage
+from rayspeed.runs.guard import claim_run
+from rayspeed.runs.storage import RunStorage
 
 from rayspeed.config import load_config
 from rayspeed.errors import RunStateError
@@ -30,14 +30,10 @@ def s3_uri(monkeypatch):
 
 
 def test_run_in_s3_keeps_both_ranks_files_and_its_metrics(tmp_path, ray_address, s3_uri):
-    import os
-
-    from rayspeed.trainers.driver import fit
-
     config = experiment(tmp_path, run={"name": "in-s3", "storage_path": s3_uri},
                         train={"epochs": 2}, tracking={"mode": "disabled"})
     cfg = load_config(config)
-    summary = fit(cfg, address=ray_address, env=dict(os.environ))  # AWS_* reach the workers from here
+    summary = train(config, ray_address, wandb_mode="disabled")  # AWS_* reach the workers from this env
     assert summary.final["val_accuracy"] > 0.7
     assert summary.best_checkpoint.startswith("s3://runs/experiments/in-s3/step_")
 
@@ -50,6 +46,7 @@ def test_run_in_s3_keeps_both_ranks_files_and_its_metrics(tmp_path, ray_address,
     steps = [json.loads(line)["step"] for line in storage.read_text("metrics.jsonl").splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 44
     assert "test-secret" not in storage.read_text("config.yaml")
+    assert json.loads(storage.read_text("input_spec.json"))["feature_shape"] == [64]
 
     with pytest.raises(RunStateError, match="already exists"):
         claim_run(cfg, storage)
