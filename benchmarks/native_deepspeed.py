@@ -18,7 +18,9 @@ from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from rayspeed.config import load_config
+from rayspeed.trainers.engine import build_engine
 from rayspeed.trainers.models import build_model
+from rayspeed.trainers.schedule import LrPlan
 
 WINDOW_STEPS = 10
 
@@ -41,9 +43,9 @@ def main(config_path: str, *overrides: str) -> None:
     steps_per_epoch = len(loader) // batch.grad_accumulation
     total = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, num_features=x.shape[1], num_classes=10)
-    engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
-                                      config=cfg.deepspeed_config(total_steps=total))
+    model = build_model(cfg.model, num_features=x.shape[1], num_outputs=10)
+    engine = build_engine(model, ds_config=cfg.deepspeed_config(),
+                          lr_plan=LrPlan.from_config(cfg.train, total_steps=total), peak_lr=cfg.train.lr)
     step, window_start, rates = 0, time.perf_counter(), []
     for epoch in range(cfg.train.epochs or 10**9):
         sampler.set_epoch(epoch)

@@ -141,8 +141,9 @@ def test_json_schema_documents_fields():
 
 
 def test_config_layer_stays_light():
-    """Validating a config must not pay for torch, deepspeed or Ray Train imports."""
-    code = ("import sys, rayspeed.config, rayspeed.cli; "
+    """Validating a config, and the run directory's owner, must not pay for torch, deepspeed or Ray imports."""
+    code = ("import sys, rayspeed.config, rayspeed.cli, rayspeed.config.preflight, rayspeed.runs.guard, "
+            "rayspeed.runs.metrics_log, rayspeed.runs.output, rayspeed.runs.progress, rayspeed.runs.summary; "
             "print(sorted(m for m in ('torch', 'deepspeed', 'ray.train', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -7,11 +7,11 @@ import pyarrow.fs as pafs
 import pytest
 from conftest import experiment, train
 from moto.server import ThreadedMotoServer
-from rayspeed.runs.guard import claim_run
-from rayspeed.runs.storage import RunStorage
 
 from rayspeed.config import load_config
 from rayspeed.errors import RunStateError
+from rayspeed.runs.guard import claim_run
+from rayspeed.runs.storage import RunStorage
 
 pytestmark = pytest.mark.ray
 

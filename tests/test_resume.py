@@ -11,8 +11,8 @@
 import hashlib
 import json
 import math
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
