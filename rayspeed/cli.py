@@ -11,7 +11,7 @@ import yaml
 from rayspeed.config import ExperimentConfig, load_config
 from rayspeed.config.preflight import importable_from, preflight
 from rayspeed.config.redact import redact
-from rayspeed.errors import RayspeedError, TrainingFailed
+from rayspeed.errors import ConfigError, DataError, RayspeedError, TrainingFailed
 
 USER_ERROR_EXIT = 2
 
@@ -45,25 +45,33 @@ def _train(args) -> int:
     importable_from(working_dir)  # a model module next to the experiment file, as `python -m` allows
     checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
     cfg = checked.cfg
-    from rayspeed.runs.guard import claim_run
+    from rayspeed.runs.guard import claim_run, release_claim
     from rayspeed.runs.output import capture_output, keep_log, run_log_path
     from rayspeed.runs.storage import RunStorage
 
     storage = RunStorage.open(cfg.run.storage_path, cfg.run.name)
     start = claim_run(cfg, storage)
     log_path = run_log_path(storage)
-    with capture_output(log_path, verbose=args.verbose) as terminal:
-        terminal.say(start.message)
-        try:
-            summary = _fit_on_cluster(cfg, storage, start, terminal, address=args.address or os.environ.get(
-                "RAY_ADDRESS"), code_dir=checked.code_dir, code_excludes=checked.code_excludes, env=os.environ)
-        except RayspeedError:
-            print(f"rayspeed: the full log is in {log_path}", file=terminal.err, flush=True)
+    try:
+        with capture_output(log_path, verbose=args.verbose) as terminal:
+            terminal.say(start.message)
+            try:
+                summary = _fit_on_cluster(cfg, storage, start, terminal, address=args.address or os.environ.get(
+                    "RAY_ADDRESS"), code_dir=checked.code_dir, code_excludes=checked.code_excludes, env=os.environ)
+            finally:
+                keep_log(storage, log_path)
+            for line in summary.lines():
+                terminal.say(line)
+    except (ConfigError, DataError):
+        # Found once Ray had read the data (a model that cannot be built, a split too small): a new
+        # run that never trained gives its name back, so the corrected config can use it.
+        if not start.resuming and release_claim(storage):
             raise
-        finally:
-            keep_log(storage, log_path)
-        for line in summary.lines():
-            terminal.say(line)
+        print(f"rayspeed: the full log is in {log_path}", file=sys.stderr, flush=True)
+        raise
+    except RayspeedError:
+        print(f"rayspeed: the full log is in {log_path}", file=sys.stderr, flush=True)
+        raise
     return 0
 
 

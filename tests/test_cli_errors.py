@@ -56,3 +56,15 @@ def test_overrides_may_follow_the_options(tmp_path):
     assert result.returncode == 0
     result = rayspeed("train", str(experiment(tmp_path)), "--resume", "train.zero_stage=7")
     assert result.returncode == 2 and "train.zero_stage: Input should be 0, 1, 2 or 3" in result.stderr
+
+
+@pytest.mark.ray
+def test_model_that_cannot_hold_the_data_is_a_config_error_that_frees_the_run_name(tmp_path, ray_address):
+    """Found on the driver once the data is read (meta-device build), before any worker starts."""
+    config = experiment(tmp_path, model={"name": "cnn", "args": {"image_shape": [1, 4, 4]}})
+    result = subprocess.run([sys.executable, "-m", "rayspeed", "train", str(config), "--address", ray_address],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 2, result.stderr
+    assert "model.args.image_shape: [1, 4, 4] does not hold the data's 64 features" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs" / "tiny").exists()  # the corrected config may use the name

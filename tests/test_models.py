@@ -66,3 +66,11 @@ def test_relative_data_paths_are_resolved_and_missing_ones_refused(tmp_path):
     missing = validate({**TINY_DIGITS, "data": {"source": "absent.csv"}}, source="test")
     with pytest.raises(ConfigError, match="data.source: no such file or directory: 'absent.csv'"):
         preflight(missing, working_dir=str(tmp_path))
+
+
+def test_every_builtin_model_has_typed_args_and_a_builder():
+    from rayspeed.config.load import TAGGED_MODELS
+    from rayspeed.config.model import BUILTIN_MODELS
+    from rayspeed.trainers.models import BUILDERS
+
+    assert set(BUILTIN_MODELS) == set(BUILDERS) == {tag.strip("[]") for tag in TAGGED_MODELS} - {"factory"}

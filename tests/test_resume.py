@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
-import wandb_records
 from conftest import experiment, metrics
+
+from rayspeed.trainers import wandb_records
 
 pytestmark = pytest.mark.ray
 
@@ -101,12 +102,12 @@ def test_killed_run_is_refused_without_resume_and_continues_with_it(tmp_path, ra
         plan_total, anchor = (8 * STEPS_PER_EPOCH, None) if row["step"] <= committed_before else (total, stopped_at)
         assert row["lr"] == pytest.approx(cosine_lr(row["step"], plan_total, anchor), rel=1e-6), row["step"]
 
-    # The killed driver's W&B service may not have written its last rows; the resumed run hands W&B every
-    # committed row again, and W&B keeps each step once (the first time it sees it).
+    # The killed driver's W&B service may not have written its last rows: the resumed run hands W&B the
+    # committed rows after the last step the earlier offline files hold, so each step is there once.
     run_id = json.loads((directory / "rayspeed.json").read_text())["wandb_run_id"]
-    kept = wandb_records.kept_history(directory / "wandb", run_id)  # every offline run of the id, in order
-    assert [r["_step"] for r in kept] == [row["step"] for row in rows]
-    assert [r["train/loss"] for r in kept] == [row["train_loss"] for row in rows]
+    logged = wandb_records.history(directory / "wandb", run_id)  # every offline run of the id, in order
+    assert [r["_step"] for r in logged] == [row["step"] for row in rows]
+    assert [r["train/loss"] for r in logged] == [row["train_loss"] for row in rows]
 
 
 def cosine_lr(step: int, total: int, anchor: int | None, peak: float = 3e-3) -> float:

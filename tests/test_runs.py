@@ -74,6 +74,32 @@ def test_two_commands_starting_one_new_run_cannot_both_claim_it(tmp_path):
         assert "already exists" in loser or "claimed" in loser
 
 
+def _create(args) -> bool:
+    root, barrier, index = args
+    barrier.wait()
+    return RunStorage.open(root, "contested").create_exclusively(f"claimant {index}", "rayspeed.json")
+
+
+def test_exclusive_create_lets_exactly_one_of_many_racing_processes_win(tmp_path):
+    context = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        root = str(tmp_path / f"attempt{attempt}")
+        barrier = context.Manager().Barrier(4)
+        with context.Pool(4) as pool:
+            won = pool.map(_create, [(root, barrier, index) for index in range(4)])
+        assert won.count(True) == 1, won
+        winner = won.index(True)
+        assert RunStorage.open(root, "contested").read_text("rayspeed.json") == f"claimant {winner}"
+
+
+def test_a_run_directory_with_an_incomplete_claim_is_refused_not_resumed(tmp_path, monkeypatch):
+    monkeypatch.setattr("rayspeed.runs.guard.CLAIM_WAIT_S", 0.01)
+    cfg, storage = claimed(tmp_path, resume="auto")
+    storage.write("", "rayspeed.json.1234.tmp")  # another process is between creating the folder and its claim
+    with pytest.raises(RunStateError, match="no complete claim"):
+        claim_run(cfg, storage)
+
+
 def claimed(tmp_path, **run) -> tuple:
     config = {**TINY_DIGITS, "run": {"name": "existing", "storage_path": str(tmp_path), **run}}
     storage = RunStorage.open(str(tmp_path), "existing")

@@ -54,3 +54,20 @@ def test_scheduler_saves_its_step_and_reloads_it_into_an_extended_plan():
     second.load_state_dict(first.state_dict())
     assert second.steps_done == 6 and optimizer.param_groups[0]["lr"] == pytest.approx(lr_before)
     assert second.lr_of_step(7) == pytest.approx(lr_before)
+
+
+def test_extending_a_finished_run_continues_at_the_lr_of_the_longer_plan_not_at_the_floor():
+    finished = plan(total=100)  # cosine to 0: its last steps trained at (almost) 0
+    new = plan(total=200).extended_from(finished, step=100)
+    assert new.factor(100) == pytest.approx(plan(total=200).factor(100)) and new.factor(100) > 0.4
+    assert new.factor(199) == pytest.approx(0.0)
+
+
+def test_a_user_deepspeed_scheduler_is_refused_not_ignored(tmp_path):
+    from conftest import TINY_DIGITS
+
+    from rayspeed.config.load import validate
+    from rayspeed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="deepspeed.scheduler: rayspeed runs its own lr schedule"):
+        validate({**TINY_DIGITS, "deepspeed": {"scheduler": {"type": "WarmupLR"}}}, source="test")

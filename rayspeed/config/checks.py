@@ -30,6 +30,9 @@ def check_score_metric(checkpoint: CheckpointConfig, data: DataConfig) -> None:
 
 
 def check_deepspeed_block(train: TrainConfig, scaling: ScalingConfig, block: dict) -> None:
+    if "scheduler" in block:
+        raise ValueError("deepspeed.scheduler: rayspeed runs its own lr schedule (DeepSpeed would ignore this "
+                         "block); set train.lr_schedule, train.warmup_steps and train.min_lr_ratio")
     try:
         batch = resolve_batch(train, num_workers=scaling.num_workers)
     except ValueError:

@@ -44,8 +44,6 @@ def apply_overrides(cfg: ExperimentConfig, values: Mapping[str, Any], *, source:
     """
     raw = cfg.model_dump(mode="json", exclude_unset=True)
     for key, value in values.items():
-        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"{source} {key!r}: expected a dotted key such as train.lr")
         set_dotted(raw, key, value, origin=f"{source} {key!r}")
     return validate(raw, source=source)
 
@@ -66,7 +64,7 @@ def read_yaml(path: str | Path) -> dict:
 def parse_override(override: str) -> tuple[str, Any]:
     """`a.b.c=value` -> (`a.b.c`, value parsed as YAML: `3e-4`, `[64, 32]`, `null`)."""
     key, sep, text = override.partition("=")
-    if not sep or not key or any(not part for part in key.split(".")):
+    if not sep or not _is_dotted_key(key):
         raise ConfigError(f"override {override!r}: expected section.key=value, e.g. train.lr=3e-4")
     try:
         return key, yaml.safe_load(text)
@@ -75,6 +73,8 @@ def parse_override(override: str) -> tuple[str, Any]:
 
 
 def set_dotted(raw: dict, key: str, value: Any, *, origin: str) -> None:
+    if not _is_dotted_key(key):
+        raise ConfigError(f"{origin}: expected a dotted key such as train.lr")
     *parents, leaf = key.split(".")
     node = raw
     for i, part in enumerate(parents):
@@ -83,6 +83,10 @@ def set_dotted(raw: dict, key: str, value: Any, *, origin: str) -> None:
             raise ConfigError(f"{origin}: {'.'.join(parents[: i + 1])} is not a section")
         node = child
     node[leaf] = value
+
+
+def _is_dotted_key(key: Any) -> bool:
+    return isinstance(key, str) and bool(key) and all(key.split("."))
 
 
 def validate(raw: dict, *, source: str) -> ExperimentConfig:

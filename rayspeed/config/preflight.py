@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rayspeed.config.data import has_uri_scheme
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.load import apply_overrides
 from rayspeed.config.model import FactoryModel
@@ -45,7 +46,7 @@ def preflight(cfg: ExperimentConfig, *, working_dir: str) -> Preflight:
 
 def _relative(path: str, directory: str) -> str | None:
     absolute = os.path.abspath(os.path.expanduser(path))
-    if "://" in path or os.path.commonpath([absolute, directory]) != directory or absolute == directory:
+    if has_uri_scheme(path) or os.path.commonpath([absolute, directory]) != directory or absolute == directory:
         return None
     return "/" + os.path.relpath(absolute, directory)
 

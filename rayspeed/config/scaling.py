@@ -1,6 +1,6 @@
 """The `scaling` section: how many workers and what each one gets."""
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator
 
 from rayspeed.config.section import Section
 
@@ -19,16 +19,14 @@ class ScalingConfig(Section):
     data_cpus: float = Field(1.0, ge=1)
     """Logical CPUs that must stay free for Ray Data's tasks; without them the input pipeline hangs."""
 
-    @model_validator(mode="after")
-    def _one_gpu_per_rank(self):
+    @field_validator("gpus_per_worker")
+    @classmethod
+    def _one_gpu_per_rank(cls, gpus: float, info: ValidationInfo) -> float:
         # DeepSpeed picks the device from LOCAL_RANK while Ray assigns GPUs per worker: with 2 GPUs per
         # worker, or 2 workers sharing one, the model and the batches would sit on different devices.
-        if self.use_gpu and self.gpus_per_worker != 1:
-            raise ValueError(
-                f"scaling.gpus_per_worker: must be 1 (got {self.gpus_per_worker:g}): each DeepSpeed rank drives "
-                "exactly one GPU; use more workers for more GPUs"
-            )
-        return self
+        if info.data.get("use_gpu") and gpus != 1:
+            raise ValueError("must be 1: each DeepSpeed rank drives exactly one GPU; use more workers for more GPUs")
+        return gpus
 
     @property
     def training_cpus(self) -> float:

@@ -6,7 +6,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.fs as pafs
 import ray.data
 
-from rayspeed.config.data import DataConfig, infer_format
+from rayspeed.config.data import DataConfig, has_uri_scheme, infer_format
 from rayspeed.datasets.builtin import load_builtin
 from rayspeed.errors import DataError
 
@@ -37,7 +37,7 @@ def resolve_format(data: DataConfig) -> str:
     if data.format != "auto":
         return data.format
     try:
-        filesystem, path = pafs.FileSystem.from_uri(data.source) if "://" in data.source else (
+        filesystem, path = pafs.FileSystem.from_uri(data.source) if has_uri_scheme(data.source) else (
             pafs.LocalFileSystem(), data.source)
         info = filesystem.get_file_info(path)
         listing = [] if info.type == pafs.FileType.File else [

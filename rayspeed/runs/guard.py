@@ -16,12 +16,14 @@ import yaml
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.redact import redact
 from rayspeed.errors import RunStateError
-from rayspeed.runs.layout import CONFIG_FILE, IDENTITY_FILE, RAY_SNAPSHOT
+from rayspeed.runs.layout import CONFIG_FILE, IDENTITY_FILE, METRICS_FILE, RAY_SNAPSHOT
 from rayspeed.runs.storage import RunStorage
 
 # Changing these does not change what a checkpoint means, so a resumed run may differ in them.
 RESUMABLE_CHANGES = ("train.epochs", "train.max_steps", "run.", "tracking.", "checkpoint.keep",
                      "checkpoint.every_n_steps", "scaling.cpus_per_worker", "scaling.data_cpus")
+# A run being claimed by another process gets its identity, then its config, within milliseconds.
+CLAIM_WAIT_TRIES, CLAIM_WAIT_S = 10, 0.5
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,40 @@ def claim_run(cfg: ExperimentConfig, storage: RunStorage) -> RunStart:
             f"run '{cfg.run.name}' already exists at {where}. Pass --resume (or run.resume=auto) to continue "
             "it from its latest checkpoint, or choose a new run.name; nothing was changed"
         )
-    _check_same_experiment(cfg, storage)
-    identity = json.loads(storage.read_text(IDENTITY_FILE) or "{}")
-    run_id = identity.get("wandb_run_id") or _new_identity()["wandb_run_id"]
+    identity, saved_config = _complete_claim(cfg, storage)
+    _check_same_experiment(cfg, storage, saved_config)
+    run_id = identity["wandb_run_id"]
     if not storage.exists(RAY_SNAPSHOT):
         return RunStart(True, f"run '{cfg.run.name}' has no checkpoint yet: starting it again from step 0", run_id)
     return RunStart(True, f"resuming run '{cfg.run.name}' from its latest checkpoint at {where}", run_id)
+
+
+def release_claim(storage: RunStorage) -> bool:
+    """Frees the name of a new run that failed before it trained (a config or data error found once
+    Ray had read the data): removes its directory unless it holds a checkpoint or metrics."""
+    if storage.exists(RAY_SNAPSHOT) or storage.exists(METRICS_FILE):
+        return False
+    storage.filesystem.delete_dir(storage.path)
+    return True
+
+
+def _complete_claim(cfg: ExperimentConfig, storage: RunStorage) -> tuple[dict, str]:
+    """The identity and saved config of an existing run, waiting briefly for a claim in progress.
+
+    Raises:
+        RunStateError: the claim stays incomplete (another process is starting the run, or was killed
+            while starting it).
+    """
+    for _ in range(CLAIM_WAIT_TRIES):
+        identity, saved_config = storage.read_text(IDENTITY_FILE), storage.read_text(CONFIG_FILE)
+        if identity and saved_config:
+            return json.loads(identity), saved_config
+        time.sleep(CLAIM_WAIT_S)
+    raise RunStateError(
+        f"run '{cfg.run.name}' at {storage.display()} has no complete claim ({IDENTITY_FILE} and {CONFIG_FILE}): "
+        "another rayspeed process is starting it, or one was killed while starting it. Choose a new run.name, "
+        "or remove that directory if no process uses it"
+    )
 
 
 def _claim_new(cfg: ExperimentConfig, storage: RunStorage) -> RunStart:
@@ -76,10 +106,7 @@ def _new_identity() -> dict:
             "claimed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def _check_same_experiment(cfg: ExperimentConfig, storage: RunStorage) -> None:
-    saved_text = storage.read_text(CONFIG_FILE)
-    if saved_text is None:
-        return
+def _check_same_experiment(cfg: ExperimentConfig, storage: RunStorage, saved_text: str) -> None:
     differences = [
         f"{key}: {old!r} -> {new!r}"
         for key, old, new in _diff(yaml.safe_load(saved_text), _comparable(cfg))

@@ -1,5 +1,7 @@
 """The names of everything in a run directory, in one place (the README's table lists the same)."""
 
+from pathlib import Path
+
 CONFIG_FILE = "config.yaml"  # the resolved config the run started with, secrets removed
 IDENTITY_FILE = "rayspeed.json"  # the run's identity: W&B run id, who claimed it and when
 METRICS_FILE = "metrics.jsonl"  # one row per logged step
@@ -12,6 +14,12 @@ CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 WANDB_DIR = "wandb"
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints
 CHECKPOINT_PREFIX = "step_"
+
+
+def local_run_dir(name: str) -> Path:
+    """This machine's folder for a run stored in object storage: its log and W&B files are written
+    here (W&B and the log need a local disk), the log is copied to the run directory at the end."""
+    return Path.home() / ".rayspeed" / name
 
 
 def checkpoint_dir_name(step: int) -> str:

@@ -33,5 +33,8 @@ class MetricsLog:
 
 
 def read_metrics(storage: RunStorage) -> list[dict]:
+    """The committed rows; a last line without its newline (a file written by something else that
+    was killed mid-line) is not a committed row and is ignored."""
     text = storage.read_text(METRICS_FILE) or ""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    lines = text.split("\n")[:-1]  # complete lines only
+    return [json.loads(line) for line in lines if line.strip()]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from rayspeed.runs.layout import LOG_FILE
+from rayspeed.runs.layout import LOG_FILE, local_run_dir
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,8 @@ class _Copier:
     def close(self) -> None:
         os.close(self.write_end)  # descriptors 1 and 2 were pointed back already: the reader sees EOF
         self._thread.join(timeout=5)
-        os.close(self._read_end)
+        if not self._thread.is_alive():  # a child (W&B's service) may still hold the pipe: leave it open
+            os.close(self._read_end)
 
 
 def run_log_path(storage) -> Path:
@@ -100,7 +101,7 @@ def run_log_path(storage) -> Path:
     local W&B files (and copied into the run directory by `keep_log`)."""
     if storage.is_local():
         return Path(storage.join(LOG_FILE))
-    return Path.home() / ".rayspeed" / storage.name / LOG_FILE
+    return local_run_dir(storage.name) / LOG_FILE
 
 
 def keep_log(storage, path: Path) -> None:

@@ -110,7 +110,9 @@ class RunStorage:
         self.filesystem.create_dir(posixpath.dirname(target), recursive=True)
         descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(descriptor, text.encode())
+            payload = text.encode()
+            while payload:
+                payload = payload[os.write(descriptor, payload):]
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
@@ -119,8 +121,8 @@ class RunStorage:
         """Writes the file only if it does not exist yet; False when another process has it.
 
         Atomic on a local or shared POSIX disk (a hard link fails if the name exists). Object stores
-        offer no create-if-absent through pyarrow: there a write is followed by a read-back, which
-        catches all but a race within one round trip.
+        offer no create-if-absent through pyarrow: there an existence check, a write and a read-back
+        catch all but two processes racing within those three requests.
         """
         target = self.join(*parts)
         self.filesystem.create_dir(posixpath.dirname(target), recursive=True)

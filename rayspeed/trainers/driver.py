@@ -8,7 +8,6 @@ only its own section. `train`, every Tune trial and every submitted job call it.
 import contextlib
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import ray.train
 from ray.data import DataContext
@@ -19,7 +18,7 @@ from rayspeed.config.redact import redact
 from rayspeed.datasets import PreparedData, Preprocessing, build_datasets
 from rayspeed.errors import TrainingFailed
 from rayspeed.runs.guard import RunStart
-from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE, RAY_SNAPSHOT
+from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE, RAY_SNAPSHOT, local_run_dir
 from rayspeed.runs.metrics_log import MetricsLog
 from rayspeed.runs.progress import RunObserver
 from rayspeed.runs.storage import RunStorage
@@ -189,7 +188,7 @@ def _wandb_sink(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode
         return NullSink()
     tracking = cfg.tracking
     # wandb.init(dir=D) writes into D/wandb/: the run directory's `wandb/` when storage is local.
-    directory = storage.path if storage.is_local() else str(Path.home() / ".rayspeed" / cfg.run.name)
+    directory = storage.path if storage.is_local() else str(local_run_dir(cfg.run.name))
     settings = WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
                              run_id=run_id, name=cfg.run.name, dir=directory, config=redact(cfg.resolved_dict()))
     return WandbSink(settings)

@@ -92,7 +92,7 @@ class Worker:
         loss = self.task.loss(outputs, batch)
         self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps
         self.engine.step()  # steps the optimizer and the lr schedule only at accumulation boundaries
-        self.meter.add_micro(loss, rows=batch["features"].shape[0], wait_s=wait_s)
+        self.meter.add_micro(loss, rows=len(batch["row_hash"]), wait_s=wait_s)
 
     def after_step(self, step: int) -> None:
         """Logs a row every `log_every_n_steps` and sends it to the driver at once (rank 0); reports

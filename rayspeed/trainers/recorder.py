@@ -53,7 +53,7 @@ class RunRecorder:
         self._restored: dict[int, set[int]] = defaultdict(set)  # restored step -> ranks past it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="rayspeed-recorder", daemon=True)
-        self.restores: list[dict] = []  # every rank's restore, in arrival order (for the run log)
+        self._error: BaseException | None = None
 
     def start(self) -> None:
         for observer in self._observers:
@@ -61,14 +61,26 @@ class RunRecorder:
         self._thread.start()
 
     def stop(self) -> None:
-        """Takes everything still queued (workers block on each put, so all of it is there), then stops."""
+        """Takes everything still queued (workers block on each put, so all of it is there), then stops.
+
+        Raises:
+            Whatever stopped the recording (a storage or W&B error): the run's record is incomplete.
+        """
         self._stop.set()
         self._thread.join()
         for observer in self._observers:
             observer.close()
         ray.kill(self._queue.actor)
+        if self._error is not None:
+            raise RuntimeError(f"recording the metrics failed: {self._error!r}") from self._error
 
     def _drain(self) -> None:
+        try:
+            self._drain_until_stopped()
+        except BaseException as error:  # re-raised by stop(), in the driver's main thread
+            self._error = error
+
+    def _drain_until_stopped(self) -> None:
         while True:
             try:
                 kind, payload = self._queue.get(timeout=POLL_S)
@@ -91,7 +103,6 @@ class RunRecorder:
 
     def _on_event(self, event: dict) -> None:
         """A rank's first optimizer step after restoring a checkpoint: its step counter and DeepSpeed's."""
-        self.restores.append(event)
         print(f"[rayspeed] rank {event['rank']} restored the checkpoint of step {event['restored_step']}, then "
               f"trained step {event['first_step']} (DeepSpeed global step {event['engine_steps']})",
               flush=True)  # to the run log

@@ -4,6 +4,8 @@ DeepSpeed's own schedulers reject a warmup of 0 and keep their step count when a
 more epochs, so the lr would jump. This one is handed to DeepSpeed as a client scheduler (saved and
 loaded with every checkpoint) and defines extending: when a checkpoint made for another total is
 loaded after warmup, the decay is re-planned from the current step and its current lr to the new end.
+A run that had finished its decay (its lr is at the floor) instead continues at the lr a run of the
+new length has at that step: going on at the floor would add steps that learn (almost) nothing.
 """
 
 import math
@@ -43,7 +45,7 @@ class LrPlan:
         """This plan continuing a checkpoint of `saved` taken after `step` steps, without an lr jump."""
         if saved.total_steps == self.total_steps:
             return saved  # the same run continues (a resume never changes the other train.* fields)
-        if step < self.warmup_steps or self.shape == "constant":
+        if step < self.warmup_steps or self.shape == "constant" or step >= saved.total_steps:
             return self
         return replace(self, decay_from_step=step, decay_from_factor=saved.factor(step))
 

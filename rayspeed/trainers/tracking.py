@@ -3,16 +3,16 @@ optimizer step as the driver commits them.
 
 Exactly once: the driver commits a row to metrics.jsonl first, then hands it to W&B. A restarted
 worker group repeats steps the driver already has, and the driver drops them. A killed driver may
-take with it rows W&B had not written yet (its service buffers them), so a resumed run hands W&B
-every committed row again before training goes on: W&B keeps a step only if it is higher than the
-run's current one, so what it already has is dropped (online by the client, which knows the
-server's step; offline when the files are synced) and what it lost is filled in, with the same
-values, from metrics.jsonl. The W&B key stays in the driver's environment: workers and the Train
-controller never need it.
+take with it rows W&B's service had not written yet, so a resumed run hands W&B again every committed
+row after the last step W&B holds: online the resumed run's own step (from the server), offline the
+last step in the earlier offline files of the run. The W&B key stays in the driver's environment:
+workers and the Train controller never need it.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rayspeed.trainers import wandb_records
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,10 @@ class WandbSink:
         self._run = wandb.init(project=settings.project, entity=settings.entity, group=settings.group,
                                mode=settings.mode, id=settings.run_id, name=settings.name, resume="allow",
                                dir=settings.dir, config=settings.config)
+        if settings.mode == "offline":
+            self.logged_step = wandb_records.last_step(Path(settings.dir) / "wandb", settings.run_id)
+        else:
+            self.logged_step = max(self._run.step - 1, 0)  # a resumed run continues after the server's last step
 
     def log(self, rows: list[dict]) -> None:
         rows = [row for row in rows if row["step"] > self.logged_step]
