@@ -11,7 +11,6 @@ SUMMARY_FILE = "summary.json"
 LOG_FILE = "rayspeed.log"  # everything Ray, Ray Data and DeepSpeed printed, plus rayspeed's own lines
 LOSS_CURVES_FILE = "loss_curves.png"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
-WANDB_DIR = "wandb"
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints
 CHECKPOINT_PREFIX = "step_"
 

@@ -69,11 +69,6 @@ class RunStorage:
     def exists(self, *parts: str) -> bool:
         return self.filesystem.get_file_info(self.join(*parts)).type != pafs.FileType.NotFound
 
-    def list(self, *parts: str) -> list[str]:
-        """Base names directly under a folder of the run (empty when it does not exist)."""
-        selector = pafs.FileSelector(self.join(*parts), allow_not_found=True)
-        return sorted(info.base_name for info in self.filesystem.get_file_info(selector))
-
     def read_text(self, *parts: str) -> str | None:
         if not self.exists(*parts):
             return None

@@ -63,9 +63,6 @@ class StepLrScheduler:
         self.steps_done += 1
         self._apply()
 
-    def get_last_lr(self) -> list[float]:
-        return [group["lr"] for group in self.optimizer.param_groups]
-
     def lr_of_step(self, step: int) -> float:
         """The lr optimizer step `step` (1-based) used."""
         return self.peak_lr * self.plan.factor(step - 1)
