@@ -14,6 +14,8 @@ from rayspeed.config.redact import redact
 from rayspeed.errors import ConfigError, DataError, RayspeedError, TrainingFailed
 
 USER_ERROR_EXIT = 2
+# What trials (Ray actors, possibly on other machines) need to reach W&B online.
+WANDB_ENV = ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_ENTITY")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +90,51 @@ def _fit_on_cluster(cfg, storage, start, terminal, *, address: str | None, code_
                    observers=[ProgressDisplay(terminal)])
 
 
+def _tune(args) -> int:
+    overrides = [*args.overrides, *(["run.resume=required"] if args.resume else [])]
+    working_dir = os.getcwd()
+    importable_from(working_dir)
+    checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
+    cfg = checked.cfg
+    if cfg.tune is None:
+        raise ConfigError(f"{args.config}: tune: required by `rayspeed tune` but missing (a search space, "
+                          "e.g. tune: {space: {train.lr: {loguniform: [1.0e-4, 1.0e-2]}}})")
+    from rayspeed.runs.guard import claim_run
+    from rayspeed.runs.output import capture_output, keep_log, run_log_path
+    from rayspeed.runs.storage import RunStorage
+
+    storage = RunStorage.open(cfg.run.storage_path, cfg.run.name)
+    start = claim_run(cfg, storage)  # the sweep's directory: refused when it exists, unless resuming
+    log_path = run_log_path(storage)
+    try:
+        with capture_output(log_path, verbose=args.verbose) as terminal:
+            try:
+                summary = _sweep_on_cluster(cfg, storage, start, terminal, args=args, code_dir=checked.code_dir,
+                                            code_excludes=checked.code_excludes, env=os.environ)
+            finally:
+                keep_log(storage, log_path)
+            for line in summary.lines():
+                terminal.say(line)
+    except RayspeedError:
+        print(f"rayspeed: the full log is in {log_path}", file=sys.stderr, flush=True)
+        raise
+    return 0
+
+
+def _sweep_on_cluster(cfg, storage, start, terminal, *, args, code_dir: str | None, code_excludes: list[str],
+                      env: Mapping[str, str]):
+    from rayspeed.cluster import connect
+    from rayspeed.tuning.driver import embedded_cpus, sweep
+
+    address = args.address or env.get("RAY_ADDRESS")
+    with connect(cfg.scaling, address=address, env=env, code_dir=code_dir, code_excludes=code_excludes,
+                 embedded_cpus=embedded_cpus(cfg)) as where:
+        terminal.say(f"cluster: {where}" + (f", shipping {code_dir} to its workers" if code_dir else ""))
+        return sweep(cfg, storage=storage, resuming=start.resuming, wandb_mode=wandb_mode(cfg.tracking.mode, env),
+                     wandb_env={key: env[key] for key in WANDB_ENV if key in env}, terminal=terminal,
+                     retry_errored=args.retry_errored, where=where)
+
+
 def wandb_mode(configured: str, env: Mapping[str, str]) -> str:
     """`tracking.mode`, where `auto` means: WANDB_MODE if set, else online with a key, else offline."""
     if configured != "auto":
@@ -129,6 +176,17 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--verbose", action="store_true",
                        help="also show Ray's, Ray Data's and DeepSpeed's output (always in the run's rayspeed.log)")
     train.set_defaults(command=_train)
+
+    tune = verbs.add_parser("tune", help="run the experiment's hyperparameter search (its tune section) on Ray")
+    _config_arguments(tune)
+    tune.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    tune.add_argument("--resume", action="store_true",
+                      help="continue an interrupted sweep: finished trials are kept, unfinished ones resume")
+    tune.add_argument("--retry-errored", action="store_true",
+                      help="with --resume: also run failed trials again (from their checkpoints)")
+    tune.add_argument("--verbose", action="store_true",
+                      help="also show Ray's and Tune's output (always in the sweep's rayspeed.log)")
+    tune.set_defaults(command=_tune)
 
     config = verbs.add_parser("config", help="inspect an experiment file").add_subparsers(required=True,
                                                                                           metavar="ACTION")

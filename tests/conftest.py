@@ -45,11 +45,12 @@ def experiment(tmp_path: Path, **sections) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_address():
-    """A real local Ray head with 4 logical CPUs: 2 training workers, Ray Data, and spare room."""
+    """A real local Ray head with 6 logical CPUs: 2 training workers and Ray Data, or two 1-worker
+    sweep trials side by side (each: its driver, its worker, Ray Data)."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, connect=False,
-                      head_node_args={"num_cpus": 4, "object_store_memory": 300 * 1024**2})
+                      head_node_args={"num_cpus": 6, "object_store_memory": 300 * 1024**2})
     yield cluster.address
     cluster.shutdown()
 

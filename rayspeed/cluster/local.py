@@ -32,7 +32,8 @@ CODE_EXCLUDES = [".git", "__pycache__", "*.pyc", "wandb", ".venv", "venv", "*.eg
 
 @contextlib.contextmanager
 def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, str],
-            code_dir: str | None = None, code_excludes: Sequence[str] = ()) -> Iterator[str]:
+            code_dir: str | None = None, code_excludes: Sequence[str] = (),
+            embedded_cpus: int | None = None) -> Iterator[str]:
     """Ray for the duration of the block; yields a description of the cluster.
 
     Args:
@@ -42,6 +43,8 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
         code_dir: a directory every process of the job gets as its working directory and on its
             Python path (Ray uploads it), e.g. where the user's model module lives.
         code_excludes: paths in `code_dir` not to upload (gitignore syntax), e.g. its data.
+        embedded_cpus: logical CPUs of an embedded Ray, when one run's share is not the measure
+            (a sweep: its concurrent trials); default `local_cpus(scaling)`.
     """
     for key, value in CONTROLLER_POLL_ENV.items():
         os.environ.setdefault(key, value)
@@ -53,7 +56,7 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
     else:
         # "local" starts a new instance even when another Ray runs on this machine (plain ray.init()
         # would join that one instead, with none of the resources asked for here).
-        ray.init(address="local", num_cpus=local_cpus(scaling), num_gpus=None if scaling.use_gpu else 0,
+        ray.init(address="local", num_cpus=embedded_cpus or local_cpus(scaling), num_gpus=None if scaling.use_gpu else 0,
                  include_dashboard=True, log_to_driver=True, runtime_env=runtime_env)
         where = "embedded local Ray"
     try:

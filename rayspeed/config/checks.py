@@ -6,6 +6,7 @@ from rayspeed.config.data import DataConfig
 from rayspeed.config.deepspeed import deepspeed_config, merge_user_block
 from rayspeed.config.scaling import ScalingConfig
 from rayspeed.config.train import TrainConfig
+from rayspeed.config.tune import TuneConfig
 
 
 def check_precision_fits_device(train: TrainConfig, scaling: ScalingConfig) -> None:
@@ -40,13 +41,31 @@ def check_deepspeed_block(train: TrainConfig, scaling: ScalingConfig, block: dic
     merge_user_block(deepspeed_config(train, batch), block)
 
 
-def run_all(train, scaling, checkpoint, data, block) -> list[str]:
+def check_sweep(tune: TuneConfig | None, train: TrainConfig, checkpoint: CheckpointConfig, data: DataConfig) -> None:
+    """A sweep's schedulers count epochs, and its metric must be measured."""
+    if tune is None:
+        return
+    if tune.metric.startswith("val_") and data.split.val == 0:
+        raise ValueError(f"tune.metric: {tune.metric} needs a validation split (data.split.val > 0)")
+    if tune.scheduler.name == "fifo":
+        return
+    if train.epochs is None:
+        raise ValueError(f"tune.scheduler: {tune.scheduler.name} counts epochs; set train.epochs, not train.max_steps")
+    if lengths := [path for path in tune.space if path in ("train.epochs", "train.max_steps")]:
+        raise ValueError(f"tune.space: {lengths[0]} is the scheduler's time axis; search it with scheduler fifo")
+    if tune.scheduler.name == "pbt" and checkpoint.every_n_steps is not None:
+        raise ValueError("checkpoint.every_n_steps: pbt copies the checkpoint of an epoch's end; leave it null "
+                         "(a checkpoint every epoch)")
+
+
+def run_all(train, scaling, checkpoint, data, block, tune=None) -> list[str]:
     """Every cross-section problem, one message each (all are reported, not just the first)."""
     rules = [
         lambda: resolve_batch(train, num_workers=scaling.num_workers),
         lambda: check_precision_fits_device(train, scaling),
         lambda: check_score_metric(checkpoint, data),
         lambda: check_deepspeed_block(train, scaling, block),
+        lambda: check_sweep(tune, train, checkpoint, data),
     ]
     problems = []
     for rule in rules:

@@ -15,6 +15,7 @@ from rayspeed.config.scaling import ScalingConfig
 from rayspeed.config.section import Section
 from rayspeed.config.tracking import TrackingConfig
 from rayspeed.config.train import TrainConfig
+from rayspeed.config.tune import TuneConfig
 
 
 class ExperimentConfig(Section):
@@ -30,12 +31,14 @@ class ExperimentConfig(Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
     tracking: TrackingConfig = TrackingConfig()
     run: RunConfig
+    tune: TuneConfig | None = None
+    """A hyperparameter search (`rayspeed tune`); `rayspeed train` ignores it."""
     deepspeed: dict[str, Any] = Field(default_factory=dict)
     """Extra DeepSpeed settings merged into the generated config; contradicting the schema is an error."""
 
     @model_validator(mode="after")
     def _cross_section_rules(self):
-        problems = checks.run_all(self.train, self.scaling, self.checkpoint, self.data, self.deepspeed)
+        problems = checks.run_all(self.train, self.scaling, self.checkpoint, self.data, self.deepspeed, self.tune)
         if problems:
             raise ValueError(" | ".join(problems))
         return self

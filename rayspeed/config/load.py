@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.model import BUILTIN_MODELS, FactoryModel
+from rayspeed.config.tune import probe_values
 from rayspeed.errors import ConfigError
 
 # Variants of tagged unions by the tag pydantic puts in error locations.
@@ -33,7 +34,7 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentCo
     for override in overrides:
         key, value = parse_override(override)
         set_dotted(raw, key, value, origin=f"override {override!r}")
-    return validate(raw, source=str(path))
+    return check_search_space(validate(raw, source=str(path)), source=str(path))
 
 
 def apply_overrides(cfg: ExperimentConfig, values: Mapping[str, Any], *, source: str = "override") -> ExperimentConfig:
@@ -46,6 +47,22 @@ def apply_overrides(cfg: ExperimentConfig, values: Mapping[str, Any], *, source:
     for key, value in values.items():
         set_dotted(raw, key, value, origin=f"{source} {key!r}")
     return validate(raw, source=source)
+
+
+def check_search_space(cfg: ExperimentConfig, *, source: str) -> ExperimentConfig:
+    """Every `tune.space` dimension, its values set at its path, must give a valid experiment: an
+    unknown path or a value of the wrong type is found here, not in a trial on the cluster."""
+    problems = []
+    for path, spec in (cfg.tune.space if cfg.tune else {}).items():
+        for value in probe_values(spec):
+            try:
+                apply_overrides(cfg, {path: value}, source=f"{source}: tune.space.{path} = {value!r} gives")
+            except ConfigError as error:
+                problems += error.problems
+                break
+    if problems:
+        raise ConfigError(problems)
+    return cfg
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -107,8 +124,9 @@ def describe(error: dict) -> list[str]:
     if error["type"] == "union_tag_invalid":
         return [_bad_variant(where, error)]
     message = error["msg"].removeprefix("Value error, ")
-    if not loc:
-        return message.split(" | ")
+    parts = message.split(" | ")
+    if not loc or all(part.startswith(f"{where}.") for part in parts):  # messages that name their own fields
+        return parts
     shown = error.get("input")
     quiet = isinstance(shown, dict) or shown is None or repr(shown) in message
     got = "" if quiet else f" (got {shown!r})"

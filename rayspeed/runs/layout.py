@@ -11,6 +11,13 @@ SUMMARY_FILE = "summary.json"
 LOG_FILE = "rayspeed.log"  # everything Ray, Ray Data and DeepSpeed printed, plus rayspeed's own lines
 LOSS_CURVES_FILE = "loss_curves.png"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+WARM_START_DIR = "warm_start"  # another run's checkpoint this run starts from (a PBT trial's exploit)
+# A sweep's directory (`run.storage_path/run.name` of `rayspeed tune`): Tune's own files, trials/, and
+SWEEP_FILE = "sweep.json"  # every trial: status, values, best metric, history, run
+BEST_FILE = "best.json"  # the best trial: values, metrics, run and checkpoint
+BEST_CONFIG_FILE = "best_config.yaml"  # the experiment with the best values: `rayspeed train` it
+SWEEP_VALUES_FILE = "sweep_values.png"  # the metric against each searched value
+SWEEP_CURVES_FILE = "sweep_curves.png"  # every trial's learning curve, early stops marked
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints
 CHECKPOINT_PREFIX = "step_"
 

@@ -24,7 +24,7 @@ def loss_curves(rows: list[dict], *, title: str) -> bytes:
     axis.set_ylabel("cross-entropy loss")
     axis.set_title(title)
     axis.legend(loc="upper right")
-    return _png(figure)
+    return png(figure)
 
 
 def confusion_matrix(matrix: list[list[int]], classes: list, *, title: str) -> bytes:
@@ -41,10 +41,10 @@ def confusion_matrix(matrix: list[list[int]], classes: list, *, title: str) -> b
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title)
-    return _png(figure)
+    return png(figure)
 
 
-def _png(figure) -> bytes:
+def png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=100)

@@ -57,6 +57,22 @@ class RunStorage:
             return fs_path
         return f"{self.storage_uri.split('://', 1)[0]}://{fs_path}"
 
+    def nested(self, folder: str, name: str) -> "RunStorage":
+        """A run kept inside this one, in `folder` (a sweep's trials); a URI keeps its query last."""
+        base, separator, query = self.storage_uri.partition("?")
+        return RunStorage(posixpath.join(base, self.name, folder) + separator + query, self.filesystem,
+                          self.join(folder), name)
+
+    def download(self, local_dir: str | Path, *parts: str) -> None:
+        """Copies a directory of this run to a local directory."""
+        pafs.copy_files(self.join(*parts), str(local_dir), source_filesystem=self.filesystem,
+                        destination_filesystem=pafs.LocalFileSystem())
+
+    def upload(self, local_dir: str | Path, *parts: str) -> None:
+        """Copies a local directory into this run."""
+        pafs.copy_files(str(local_dir), self.join(*parts), source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=self.filesystem)
+
     def is_local(self) -> bool:
         return isinstance(self.filesystem, pafs.LocalFileSystem)
 

@@ -49,23 +49,27 @@ def rank0_artifacts(*, preprocessing: dict, input_spec: dict) -> dict[str, dict]
     return {PREPROCESSING_FILE: preprocessing, INPUT_SPEC_FILE: input_spec}
 
 
-def restore(engine, *, rank: int) -> int:
-    """Loads the latest checkpoint Ray knows for this run (after a restart or `--resume`).
+def restore(engine, *, rank: int, warm_start: ray.train.Checkpoint | None = None) -> tuple[int, bool]:
+    """Loads the latest checkpoint Ray knows for this run (after a restart or `--resume`), else the
+    run's warm start: another run's checkpoint it continues from (a PBT trial copying a peer).
 
     Returns:
-        The optimizer step the checkpoint was taken after; 0 when there is none.
+        The optimizer step the checkpoint was taken after (0 when there is none), and whether it
+        was the warm start (whose random state belongs to the other run and is not restored).
     """
     checkpoint = ray.train.get_checkpoint()
+    warm = checkpoint is None and warm_start is not None
+    checkpoint = warm_start if warm else checkpoint
     if checkpoint is None:
-        return 0
+        return 0, False
     with checkpoint.as_directory() as directory:
         engine.load_checkpoint(directory, tag=DEEPSPEED_TAG, load_optimizer_states=True,
                                load_lr_scheduler_states=True)
         step = json.loads((Path(directory) / TRAIN_STATE).read_text())["step"]
         rng_file = Path(directory) / f"rng_rank{rank}.pt"
-        if rng_file.exists():
+        if rng_file.exists() and not warm:
             _set_rng_state(torch.load(rng_file, weights_only=False))
-    return step
+    return step, warm
 
 
 def seed_rank(seed: int, rank: int) -> None:

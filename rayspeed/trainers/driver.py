@@ -7,7 +7,8 @@ only its own section. `train`, every Tune trial and every submitted job call it.
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ray.train
 from ray.data import DataContext
@@ -18,12 +19,13 @@ from rayspeed.config.redact import redact
 from rayspeed.datasets import PreparedData, Preprocessing, build_datasets
 from rayspeed.errors import TrainingFailed
 from rayspeed.runs.guard import RunStart
-from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE, RAY_SNAPSHOT, local_run_dir
+from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE, RAY_SNAPSHOT, WARM_START_DIR, local_run_dir
 from rayspeed.runs.metrics_log import MetricsLog
 from rayspeed.runs.progress import RunObserver
 from rayspeed.runs.storage import RunStorage
 from rayspeed.runs.summary import RunSummary, summarize
 from rayspeed.trainers.checkpointing import rank0_artifacts
+from rayspeed.trainers.gate import EpochGate
 from rayspeed.trainers.loop import train_loop_per_worker
 from rayspeed.trainers.models import check_model_builds
 from rayspeed.trainers.plan import LoopPlan, plan_loop
@@ -36,7 +38,8 @@ CONTROLLER_FAILURE_LIMIT = 3
 
 
 def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mode: str,
-        observers: Sequence[RunObserver] = (), train_callbacks: Sequence[ray.train.UserCallback] = ()) -> RunSummary:
+        observers: Sequence[RunObserver] = (), train_callbacks: Sequence[ray.train.UserCallback] = (),
+        gate: EpochGate | None = None, wandb_labels: Mapping[str, Any] | None = None) -> RunSummary:
     """Trains the experiment in the connected Ray and returns its summary.
 
     Args:
@@ -45,7 +48,12 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         start: what the claim decided (new or resuming, the W&B run id).
         wandb_mode: online, offline or disabled, as the caller resolved it.
         observers: told about every committed row (progress display).
-        train_callbacks: Ray Train callbacks (e.g. Tune's report callback for a trial).
+        train_callbacks: Ray Train callbacks.
+        gate: a Tune trial's epoch gate: the workers wait at every epoch end for Tune's decision.
+        wandb_labels: W&B config entries beside the experiment (a trial's sweep and hyperparameters).
+
+    A run whose directory holds `warm_start/` (another run's checkpoint, put there by a PBT trial)
+    starts from it instead of from scratch.
 
     Raises:
         ConfigError, DataError: before any worker starts. TrainingFailed: after `run.max_failures`.
@@ -63,11 +71,11 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     metrics = MetricsLog(storage)
     if start.resuming:
         metrics.append(_rows_of_latest_checkpoint(storage))  # a driver killed before committing them
-    sink = _wandb_sink(cfg, storage, run_id=start.wandb_run_id, mode=wandb_mode)
+    sink = _wandb_sink(cfg, storage, run_id=start.wandb_run_id, mode=wandb_mode, labels=wandb_labels or {})
     sink.start()
     sink.log(metrics.rows)  # a resumed run: what a killed driver's W&B may have lost (see tracking)
     recorder = RunRecorder(metrics, sink, plan, world=cfg.scaling.num_workers, observers=list(observers))
-    trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks)
+    trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks, gate)
     recorder.start()
     try:
         result = trainer.fit()
@@ -123,13 +131,16 @@ def _prepare_data(cfg: ExperimentConfig, storage: RunStorage, *, resuming: bool,
 
 
 def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, storage: RunStorage,
-             recorder: RunRecorder, train_callbacks: Sequence) -> TorchTrainer:
+             recorder: RunRecorder, train_callbacks: Sequence, gate: EpochGate | None) -> TorchTrainer:
     scaling = cfg.scaling
+    warm_start = (ray.train.Checkpoint(storage.join(WARM_START_DIR), filesystem=storage.filesystem)
+                  if storage.exists(WARM_START_DIR) else None)
     resources = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
             "experiment": cfg, "plan": plan, "input_spec": prepared.input_spec, "channel": recorder.channel,
+            "gate": gate, "warm_start": warm_start,
             "artifacts": rank0_artifacts(preprocessing=prepared.preprocessing.to_dict(),
                                          input_spec=prepared.input_spec.to_dict())},
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
@@ -183,12 +194,13 @@ def _best_checkpoint(cfg: ExperimentConfig, result, storage: RunStorage) -> tupl
     return storage.uri(best.path), metrics
 
 
-def _wandb_sink(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode: str):
+def _wandb_sink(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode: str, labels: Mapping[str, Any]):
     if mode == "disabled":
         return NullSink()
     tracking = cfg.tracking
     # wandb.init(dir=D) writes into D/wandb/: the run directory's `wandb/` when storage is local.
     directory = storage.path if storage.is_local() else str(local_run_dir(cfg.run.name))
     settings = WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
-                             run_id=run_id, name=cfg.run.name, dir=directory, config=redact(cfg.resolved_dict()))
+                             run_id=run_id, name=cfg.run.name, dir=directory,
+                             config={**redact(cfg.resolved_dict()), **labels})
     return WandbSink(settings)

@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from rayspeed.config.train import TrainConfig
 from rayspeed.trainers.schedule import LrPlan, StepLrScheduler
 
 INPUT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -21,3 +22,12 @@ def build_engine(model: nn.Module, *, ds_config: dict, lr_plan: LrPlan, peak_lr:
         model=model, model_parameters=model.parameters(), config=ds_config,
         lr_scheduler=lambda optimizer: StepLrScheduler(optimizer, plan=lr_plan, peak_lr=peak_lr))
     return engine
+
+
+def set_hyperparameters(optimizer, train: TrainConfig) -> None:
+    """Applies the config's weight decay (and SGD momentum) to an optimizer whose state was loaded
+    from another run's checkpoint; the lr is the scheduler's."""
+    for group in optimizer.param_groups:
+        group["weight_decay"] = train.weight_decay
+        if "momentum" in group:
+            group["momentum"] = train.momentum

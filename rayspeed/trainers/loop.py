@@ -14,8 +14,9 @@ from ray.train.v2._internal.execution import context as train_context
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.datasets.preprocessing import InputSpec
 from rayspeed.trainers.checkpointing import restore, save_and_report, seed_rank
-from rayspeed.trainers.engine import INPUT_DTYPES, build_engine
+from rayspeed.trainers.engine import INPUT_DTYPES, build_engine, set_hyperparameters
 from rayspeed.trainers.evaluation import evaluate
+from rayspeed.trainers.gate import STOP, EpochGate
 from rayspeed.trainers.meter import WindowMeter
 from rayspeed.trainers.models import build_model
 from rayspeed.trainers.plan import LoopPlan
@@ -32,8 +33,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     cfg: ExperimentConfig = loop_config["experiment"]
     plan: LoopPlan = loop_config["plan"]
     worker = Worker(cfg, plan, loop_config["input_spec"], channel=loop_config["channel"],
-                    artifacts=loop_config["artifacts"])
-    step = worker.restore()
+                    artifacts=loop_config["artifacts"], gate=loop_config["gate"])
+    step = worker.restore(loop_config["warm_start"])
     shard = ray.train.get_dataset_shard("train")
     micro, accum = cfg.batch.micro_batch_per_worker, cfg.batch.grad_accumulation
     for epoch in range(step // plan.steps_per_epoch, plan.num_epochs):
@@ -51,7 +52,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             for micro_batch in _split(batch, micro):
                 worker.train_micro_step(micro_batch, wait_s=wait_s / accum)
             step += 1
-            worker.after_step(step)
+            if worker.after_step(step) == STOP:
+                return
 
 
 def _split(batch: dict, size: int):
@@ -64,7 +66,8 @@ def _split(batch: dict, size: int):
 class Worker:
     """One rank's engine and the log/report/validate/checkpoint policy around it."""
 
-    def __init__(self, cfg: ExperimentConfig, plan: LoopPlan, spec: InputSpec, *, channel, artifacts: dict):
+    def __init__(self, cfg: ExperimentConfig, plan: LoopPlan, spec: InputSpec, *, channel, artifacts: dict,
+                 gate: EpochGate | None):
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.dtype = INPUT_DTYPES[cfg.train.precision]
@@ -72,6 +75,7 @@ class Worker:
         self.channel = channel
         self.rows_out = channel if self.rank == 0 else NullChannel()  # rank 0's rows speak for all
         self.artifacts = artifacts
+        self.gate = gate  # a Tune trial's: wait for Tune's decision at every epoch end
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         model = build_model(cfg.model, num_features=spec.num_features, num_outputs=self.task.output_size(spec))
         self.engine = build_engine(model, ds_config=plan.ds_config, lr_plan=plan.lr_plan, peak_lr=cfg.train.lr)
@@ -82,8 +86,10 @@ class Worker:
         self.rows: list[dict] = []  # rows logged since the last checkpoint
         self.restored_step: int | None = None
 
-    def restore(self) -> int:
-        step = restore(self.engine, rank=self.rank)
+    def restore(self, warm_start) -> int:
+        step, warm = restore(self.engine, rank=self.rank, warm_start=warm_start)
+        if warm:  # the other run's optimizer state carries its hyperparameters; this run's apply
+            set_hyperparameters(self.engine.optimizer, self.cfg.train)
         self.restored_step = step or None
         return step
 
@@ -94,10 +100,14 @@ class Worker:
         self.engine.step()  # steps the optimizer and the lr schedule only at accumulation boundaries
         self.meter.add_micro(loss, rows=len(batch["row_hash"]), wait_s=wait_s)
 
-    def after_step(self, step: int) -> None:
+    def after_step(self, step: int) -> str | None:
         """Logs a row every `log_every_n_steps` and sends it to the driver at once (rank 0); reports
         (a barrier) only at epoch ends, checkpoints and the end. Each report carries every row since
-        the last checkpoint, so the checkpoint alone can restore the metrics it covers."""
+        the last checkpoint, so the checkpoint alone can restore the metrics it covers.
+
+        Returns:
+            STOP when a Tune trial was stopped at this epoch end.
+        """
         self.meter.add_step()
         self._tell_restart(step)
         plan = self.plan
@@ -122,6 +132,10 @@ class Worker:
         elif report:
             ray.train.report({**row, "rows": list(self.rows)})
         self.meter.restart()
+        if report and self.gate and step < plan.total_steps and self.gate.should_stop(rank=self.rank,
+                                                                                      device=self.device):
+            return STOP
+        return None
 
     def _tell_restart(self, step: int) -> None:
         """After a restore, every rank tells the driver its first step and DeepSpeed's own counter."""

@@ -1,0 +1,68 @@
+"""The `tune` section in Ray Tune's terms: the parameter space, the search algorithm, the scheduler.
+
+Schedulers count time in epochs (the `epoch` every trial result carries, which survives a trial's
+restart), never in Tune iterations or seconds.
+"""
+
+from ray import tune
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    MedianStoppingRule,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
+from ray.tune.search import BasicVariantGenerator, Searcher
+
+from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.config.tune import TuneConfig, dimension
+
+TIME_ATTR = "epoch"
+
+
+def param_space(tune_cfg: TuneConfig) -> dict:
+    """Dotted config path -> Tune domain (grid dimensions, and every dimension of a grid search,
+    become `grid_search`)."""
+    return {path: _domain(spec, grid=tune_cfg.search == "grid") for path, spec in tune_cfg.space.items()}
+
+
+def _domain(spec: dict[str, list], *, grid: bool):
+    kind, arguments = dimension(spec)
+    if kind == "grid" or (grid and kind == "choice"):
+        return tune.grid_search(list(arguments))
+    if kind == "choice":
+        return tune.choice(list(arguments))
+    if kind.endswith("randint"):
+        return getattr(tune, kind)(*(int(a) for a in arguments))
+    return getattr(tune, kind)(*arguments)
+
+
+def searcher(tune_cfg: TuneConfig, *, seed: int, concurrency: int) -> Searcher | BasicVariantGenerator:
+    """The search algorithm, holding back trials beyond `concurrency` (Tune's own
+    `max_concurrent_trials` ignores a BasicVariantGenerator instance)."""
+    if tune_cfg.search == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch  # imports optuna: only when asked for
+
+        return ConcurrencyLimiter(OptunaSearch(seed=seed), max_concurrent=concurrency)
+    return BasicVariantGenerator(random_state=seed, max_concurrent=concurrency)
+
+
+def scheduler(cfg: ExperimentConfig) -> TrialScheduler:
+    """metric and mode come from TuneConfig, not from here (Tune refuses them twice)."""
+    tune_cfg = cfg.tune
+    settings = tune_cfg.scheduler
+    if settings.name == "asha":
+        return ASHAScheduler(time_attr=TIME_ATTR, max_t=cfg.train.epochs, grace_period=settings.grace_period,
+                             reduction_factor=settings.reduction_factor)
+    if settings.name == "median":
+        return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=settings.grace_period, min_samples_required=3)
+    if settings.name == "pbt":
+        # Grid dimensions mutate among their values, like choices.
+        mutations = {path: _domain({"choice" if kind == "grid" else kind: arguments}, grid=False)
+                     for path, (kind, arguments) in ((p, dimension(s)) for p, s in tune_cfg.space.items())}
+        return PopulationBasedTraining(time_attr=TIME_ATTR, perturbation_interval=settings.perturbation_interval,
+                                       hyperparam_mutations=mutations, quantile_fraction=settings.quantile_fraction,
+                                       resample_probability=settings.resample_probability,
+                                       synch=False)
+    return FIFOScheduler()
