@@ -56,8 +56,9 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
     else:
         # "local" starts a new instance even when another Ray runs on this machine (plain ray.init()
         # would join that one instead, with none of the resources asked for here).
-        ray.init(address="local", num_cpus=embedded_cpus or local_cpus(scaling), num_gpus=None if scaling.use_gpu else 0,
-                 include_dashboard=True, log_to_driver=True, runtime_env=runtime_env)
+        ray.init(address="local", num_cpus=embedded_cpus or local_cpus(scaling),
+                 num_gpus=None if scaling.use_gpu else 0, include_dashboard=True, log_to_driver=True,
+                 runtime_env=runtime_env)
         where = "embedded local Ray"
     try:
         check_capacity(scaling, ray.cluster_resources(), [n["Resources"] for n in ray.nodes() if n["Alive"]],

@@ -57,7 +57,8 @@ class TrialTable(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         if self._live is None:
             epoch = (trial.last_result or {}).get("epoch", 0)
-            self._say(f"trial {trial.trial_id} {trial_status(trial, complete=True)} after epoch {epoch:g}, best {self._metric} "
+            status = trial_status(trial, complete=True)
+            self._say(f"trial {trial.trial_id} {status} after epoch {epoch:g}, best {self._metric} "
                       f"{shown_value(self._best.get(trial.trial_id))}")
         self._draw(trials, force=True)
 
