@@ -11,7 +11,7 @@ import yaml
 from rayspeed.config import ExperimentConfig, load_config
 from rayspeed.config.preflight import importable_from, preflight
 from rayspeed.config.redact import redact
-from rayspeed.errors import ConfigError, DataError, RayspeedError, TrainingFailed
+from rayspeed.errors import ClusterError, ConfigError, DataError, RayspeedError, TrainingFailed
 
 USER_ERROR_EXIT = 2
 # What trials (Ray actors, possibly on other machines) need to reach W&B online.
@@ -99,7 +99,8 @@ def _tune(args) -> int:
     if cfg.tune is None:
         raise ConfigError(f"{args.config}: tune: required by `rayspeed tune` but missing (a search space, "
                           "e.g. tune: {space: {train.lr: {loguniform: [1.0e-4, 1.0e-2]}}})")
-    from rayspeed.runs.guard import claim_run
+    from rayspeed.runs.guard import claim_run, release_claim
+    from rayspeed.runs.layout import TUNER_STATE
     from rayspeed.runs.output import capture_output, keep_log, run_log_path
     from rayspeed.runs.storage import RunStorage
 
@@ -115,6 +116,12 @@ def _tune(args) -> int:
                 keep_log(storage, log_path)
             for line in summary.lines():
                 terminal.say(line)
+    except ClusterError:
+        # Refused before Tune started (the cluster cannot hold one trial): a new sweep gives its name back.
+        if not start.resuming and not storage.exists(TUNER_STATE) and release_claim(storage):
+            raise
+        print(f"rayspeed: the full log is in {log_path}", file=sys.stderr, flush=True)
+        raise
     except RayspeedError:
         print(f"rayspeed: the full log is in {log_path}", file=sys.stderr, flush=True)
         raise

@@ -119,6 +119,7 @@ def test_pbt_exploit_continues_from_the_peers_checkpoint(tmp_path, ray_address):
         history = trials[trial]["history"]
         jump = next(i for i, row in enumerate(history) if row["run"] == run.name)
         assert history[jump]["step"] == first["step"]
-        if jump and history[jump - 1]["run"] == trial:
+        assert jump > 0  # the trial had reported epochs of its own before it copied the peer
+        if history[jump - 1]["run"] == trial:
             assert history[jump]["val_accuracy"] > history[jump - 1]["val_accuracy"] + 0.3
         assert wandb_run(run) == ("pbt", True)

@@ -30,6 +30,13 @@ def refused(tmp_path, **tune) -> str:
     return str(caught.value)
 
 
+def test_schedulers_act_within_the_run(tmp_path):
+    assert "grace_period: 5 epochs is longer than the run" in refused(
+        tmp_path, scheduler={"name": "asha", "grace_period": 5})
+    assert "perturbation_interval: 3 epochs leaves pbt no epoch" in refused(
+        tmp_path, scheduler={"name": "pbt", "perturbation_interval": 3}, space={"train.lr": {"choice": [0.1]}})
+
+
 @pytest.mark.parametrize("space, expected", [
     ({"train.lrr": {"choice": [0.1]}}, "tune.space.train.lrr = 0.1 gives: train.lrr: unknown key; did you mean 'lr'?"),
     ({"train.lr": {"choice": []}}, "tune.space.train.lr: choice needs at least one value"),
@@ -86,7 +93,11 @@ def test_param_space_and_schedulers_follow_the_section(tmp_path):
                                      space={"train.lr": {"grid": [0.1, 0.01]}}), ["checkpoint.every_n_steps=null"])
     assert search.param_space(pbt_cfg.tune)["train.lr"] == {"grid_search": [0.1, 0.01]}
     pbt = search.scheduler(pbt_cfg)
-    assert isinstance(pbt, PopulationBasedTraining) and isinstance(pbt._hyperparam_mutations["train.lr"], Categorical)
+    assert isinstance(pbt, PopulationBasedTraining) and pbt._hyperparam_mutations["train.lr"] == [0.1, 0.01]
+    momentum = {"train.momentum": {"uniform": [0.8, 0.95]}}
+    bounded = load_config(sweep_file(tmp_path, scheduler={"name": "pbt"}, space=momentum),
+                          ["checkpoint.every_n_steps=null"])
+    assert search.BoundsClamp(bounded.tune)({"train.momentum": 0.95 * 1.2}) == {"train.momentum": 0.95}
 
 
 def test_concurrent_trials_are_what_the_cluster_holds(tmp_path):
@@ -114,3 +125,15 @@ def test_tune_verb_needs_a_tune_section(tmp_path):
     result = subprocess.run([sys.executable, "-m", "rayspeed", "tune", str(path)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and "tune: required by `rayspeed tune` but missing" in result.stderr
+
+
+def test_optuna_search_is_limited_to_the_concurrent_trials(tmp_path):
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from rayspeed.tuning import search
+
+    cfg = load_config(sweep_file(tmp_path, search="optuna"))
+    searcher = search.searcher(cfg.tune, seed=0, concurrency=2)
+    assert isinstance(searcher, ConcurrencyLimiter) and isinstance(searcher.searcher, OptunaSearch)
+    assert searcher.max_concurrent == 2

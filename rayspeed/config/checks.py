@@ -53,6 +53,12 @@ def check_sweep(tune: TuneConfig | None, train: TrainConfig, checkpoint: Checkpo
         raise ValueError(f"tune.scheduler: {tune.scheduler.name} counts epochs; set train.epochs, not train.max_steps")
     if lengths := [path for path in tune.space if path in ("train.epochs", "train.max_steps")]:
         raise ValueError(f"tune.space: {lengths[0]} is the scheduler's time axis; search it with scheduler fifo")
+    if tune.scheduler.grace_period > train.epochs:
+        raise ValueError(f"tune.scheduler.grace_period: {tune.scheduler.grace_period} epochs is longer than the "
+                         f"run (train.epochs = {train.epochs})")
+    if tune.scheduler.name == "pbt" and tune.scheduler.perturbation_interval >= train.epochs:
+        raise ValueError(f"tune.scheduler.perturbation_interval: {tune.scheduler.perturbation_interval} epochs "
+                         f"leaves pbt no epoch to act on (train.epochs = {train.epochs})")
     if tune.scheduler.name == "pbt" and checkpoint.every_n_steps is not None:
         raise ValueError("checkpoint.every_n_steps: pbt copies the checkpoint of an epoch's end; leave it null "
                          "(a checkpoint every epoch)")

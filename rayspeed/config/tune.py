@@ -13,7 +13,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from rayspeed.config.section import Section
 
 Kind = Literal["choice", "grid", "uniform", "quniform", "loguniform", "qloguniform", "randint", "qrandint"]
-# The arguments each kind takes, in order (randint's high is exclusive, as in Ray Tune).
+# The arguments each kind takes, in order (randint's high is exclusive, qrandint's inclusive, as in Ray Tune).
 ARGUMENTS: dict[str, tuple[str, ...]] = {
     "uniform": ("low", "high"), "quniform": ("low", "high", "q"),
     "loguniform": ("low", "high"), "qloguniform": ("low", "high", "q"),
@@ -50,7 +50,8 @@ class TuneConfig(Section):
 
     space: dict[str, dict[Kind, list]] = Field(min_length=1)
     """Dotted config path -> `{kind: [arguments]}`; kinds: choice and grid take the values, uniform
-    and loguniform take [low, high], randint [low, high) , and the q-variants add a step q."""
+    and loguniform take [low, high], randint [low, high), and the q-variants [low, high, q] (rounded
+    to multiples of q, high included)."""
     metric: Literal["val_accuracy", "val_loss", "train_loss"] = "val_accuracy"
     """What the search optimizes, as measured at the end of every epoch."""
     mode: Literal["min", "max"] | None = None
@@ -132,8 +133,10 @@ def probe_values(spec: dict[str, list]) -> list:
     if kind in ("choice", "grid"):
         return list(arguments)
     low, high = arguments[0], arguments[1]
-    if kind.endswith("randint"):
+    if kind == "randint":
         return [int(low), int(high) - 1]
+    if kind == "qrandint":
+        return [int(low), int(high)]
     return [low, high]
 
 

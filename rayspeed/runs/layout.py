@@ -13,6 +13,7 @@ LOSS_CURVES_FILE = "loss_curves.png"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 WARM_START_DIR = "warm_start"  # another run's checkpoint this run starts from (a PBT trial's exploit)
 # A sweep's directory (`run.storage_path/run.name` of `rayspeed tune`): Tune's own files, trials/, and
+TUNER_STATE = "tuner.pkl"  # Ray Tune's own: the sweep has started
 SWEEP_FILE = "sweep.json"  # every trial: status, values, best metric, history, run
 BEST_FILE = "best.json"  # the best trial: values, metrics, run and checkpoint
 BEST_CONFIG_FILE = "best_config.yaml"  # the experiment with the best values: `rayspeed train` it

@@ -2,45 +2,65 @@
 whether the trial continues, so an early-stopped trial stops at that epoch, with its checkpoint
 written and its run summarized, instead of being killed in the middle of the next one.
 
-The trial (the Train driver) opens the gate once per epoch or closes it for good; rank 0 waits at
-it and broadcasts the answer, so every rank leaves the loop at the same step.
+The trial lets the workers through up to the step of the epoch Tune asked for, or stops them for
+good; rank 0 polls that at every epoch end and broadcasts the answer, so every rank leaves the loop
+at the same step. Keyed by step: an epoch end a restarted worker group repeats passes at once.
 """
 
+import time
 from dataclasses import dataclass
 
+import ray
 import torch
 import torch.distributed as dist
-from ray.util.queue import Queue
 
-CONTINUE, STOP = "continue", "stop"
+POLL_S = 0.1
+STOP = "stop"
+
+
+@ray.remote(num_cpus=0)
+class _GateState:
+    def __init__(self):
+        self.allowed_step, self.stopped = 0, False
+
+    def allow(self, step: int) -> None:
+        self.allowed_step = max(self.allowed_step, step)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def decision(self, step: int) -> str | None:
+        return STOP if self.stopped else "continue" if self.allowed_step >= step else None
 
 
 @dataclass(frozen=True)
 class EpochGate:
     """Picklable: created by the trial, passed to the workers in the train loop config."""
 
-    queue: Queue
+    state: ray.actor.ActorHandle
 
     @classmethod
     def create(cls) -> "EpochGate":
-        return cls(Queue(actor_options={"num_cpus": 0}))
+        return cls(_GateState.remote())
 
-    def open(self) -> None:
-        """The trial: let the workers train one more epoch."""
-        self.queue.put(CONTINUE)
+    def allow(self, step: int) -> None:
+        """The trial: Tune wants the epoch after the one that ended at `step`."""
+        ray.get(self.state.allow.remote(step))
 
     def close(self) -> None:
         """The trial: stop the workers at the next epoch end (or now, if they are waiting)."""
-        self.queue.put(STOP)
+        ray.get(self.state.stop.remote())
 
-    def should_stop(self, *, rank: int, device) -> bool:
-        """Every rank, at an epoch end: rank 0 waits for the trial's answer and all ranks get it."""
+    def should_stop(self, *, step: int, rank: int, device) -> bool:
+        """Every rank, at the epoch end of `step`: rank 0 waits for the trial's answer, all ranks get it."""
         decision = torch.zeros(1, dtype=torch.int32, device=device)
         if rank == 0:
-            decision[0] = int(self.queue.get(block=True) == STOP)
+            while (answer := ray.get(self.state.decision.remote(step))) is None:
+                time.sleep(POLL_S)
+            decision[0] = int(answer == STOP)
         if dist.is_initialized():
             dist.broadcast(decision, src=0)
         return bool(decision.item())
 
     def shutdown(self) -> None:
-        self.queue.shutdown(force=True)
+        ray.kill(self.state)

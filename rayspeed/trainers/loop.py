@@ -132,7 +132,7 @@ class Worker:
         elif report:
             ray.train.report({**row, "rows": list(self.rows)})
         self.meter.restart()
-        if report and self.gate and step < plan.total_steps and self.gate.should_stop(rank=self.rank,
+        if report and self.gate and step < plan.total_steps and self.gate.should_stop(step=step, rank=self.rank,
                                                                                       device=self.device):
             return STOP
         return None

@@ -63,7 +63,8 @@ def summarize_sweep(cfg: ExperimentConfig, results: ResultGrid, storage: RunStor
     files = [SWEEP_FILE]
     if best:
         storage.write(json.dumps(best, indent=2), BEST_FILE)
-        best_cfg = apply_overrides(cfg, {**best["values"], "run.name": f"{cfg.run.name}-best", "tune": None},
+        best_cfg = apply_overrides(cfg, {**best["values"], "run.name": f"{cfg.run.name}-best",
+                                                  "run.resume": "never", "tune": None},
                                    source="best trial")
         storage.write(yaml.safe_dump(redact(best_cfg.model_dump(mode="json")), sort_keys=False), BEST_CONFIG_FILE)
         files += [BEST_FILE, BEST_CONFIG_FILE]

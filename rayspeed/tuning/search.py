@@ -15,7 +15,7 @@ from ray.tune.schedulers import (
 from ray.tune.search import BasicVariantGenerator, Searcher
 
 from rayspeed.config.experiment import ExperimentConfig
-from rayspeed.config.tune import TuneConfig, dimension
+from rayspeed.config.tune import ARGUMENTS, TuneConfig, dimension
 
 TIME_ATTR = "epoch"
 
@@ -35,6 +35,29 @@ def _domain(spec: dict[str, list], *, grid: bool):
     if kind.endswith("randint"):
         return getattr(tune, kind)(*(int(a) for a in arguments))
     return getattr(tune, kind)(*arguments)
+
+
+def pbt_mutations(tune_cfg: TuneConfig) -> dict:
+    """Choices and grids as lists (PBT moves to a neighbouring value), numbers as their domains."""
+    mutations = {}
+    for path, spec in tune_cfg.space.items():
+        kind, arguments = dimension(spec)
+        mutations[path] = list(arguments) if kind in ("choice", "grid") else _domain(spec, grid=False)
+    return mutations
+
+
+class BoundsClamp:
+    """PBT's explore multiplies numbers by 0.8 or 1.2: keep them inside their dimension's bounds."""
+
+    def __init__(self, tune_cfg: TuneConfig):
+        self._bounds = {path: (arguments[0], arguments[1]) for path, (kind, arguments)
+                        in ((p, dimension(s)) for p, s in tune_cfg.space.items()) if kind in ARGUMENTS}
+
+    def __call__(self, config: dict) -> dict:
+        for path, (low, high) in self._bounds.items():
+            if isinstance(config.get(path), (int, float)):
+                config[path] = min(max(config[path], low), high)
+        return config
 
 
 def searcher(tune_cfg: TuneConfig, *, seed: int, concurrency: int) -> Searcher | BasicVariantGenerator:
@@ -58,11 +81,9 @@ def scheduler(cfg: ExperimentConfig) -> TrialScheduler:
     if settings.name == "median":
         return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=settings.grace_period, min_samples_required=3)
     if settings.name == "pbt":
-        # Grid dimensions mutate among their values, like choices.
-        mutations = {path: _domain({"choice" if kind == "grid" else kind: arguments}, grid=False)
-                     for path, (kind, arguments) in ((p, dimension(s)) for p, s in tune_cfg.space.items())}
         return PopulationBasedTraining(time_attr=TIME_ATTR, perturbation_interval=settings.perturbation_interval,
-                                       hyperparam_mutations=mutations, quantile_fraction=settings.quantile_fraction,
-                                       resample_probability=settings.resample_probability,
-                                       synch=False)
+                                       hyperparam_mutations=pbt_mutations(tune_cfg),
+                                       custom_explore_fn=BoundsClamp(tune_cfg), synch=False,
+                                       quantile_fraction=settings.quantile_fraction,
+                                       resample_probability=settings.resample_probability)
     return FIFOScheduler()

@@ -27,7 +27,7 @@ from ray import tune
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.load import apply_overrides
 from rayspeed.runs.guard import claim_run
-from rayspeed.runs.layout import RAY_SNAPSHOT, SUMMARY_FILE, WARM_START_DIR, checkpoint_dir_name
+from rayspeed.runs.layout import RAY_SNAPSHOT, WARM_START_DIR, checkpoint_dir_name
 from rayspeed.runs.metrics_log import read_metrics
 from rayspeed.runs.output import capture_output, keep_log, run_log_path
 from rayspeed.runs.storage import RunStorage
@@ -72,12 +72,12 @@ class TrialRun(tune.Trainable):
         if self._thread is None and self._last_row is None:
             self._begin()
         elif self._gate is not None:
-            self._gate.open()  # Tune wants another epoch
+            self._gate.allow(self._last_row["step"])  # Tune wants another epoch
         kind, payload = self._events.get()
         if kind == "error":
             raise payload
-        if kind == "end":  # ended without a final row: nothing more to report
-            return {**self._result(self._last_row or {}), "done": True}
+        if kind == "end":  # ended without a new row (a run finished before): its last row again
+            return {**self._result(self._last_row or read_metrics(self._run_storage)[-1]), "done": True}
         self._last_row = payload
         return self._result(payload)
 
@@ -127,7 +127,7 @@ class TrialRun(tune.Trainable):
             storage.upload(self._warm_dir, WARM_START_DIR)
         if self._warm_dir:
             shutil.rmtree(self._warm_dir, ignore_errors=True)
-        if storage.exists(SUMMARY_FILE) and (rows := read_metrics(storage)) and rows[-1].get("done"):
+        if (rows := read_metrics(storage)) and rows[-1].get("done"):
             self._events.put(("row", rows[-1]))  # finished before the sweep was interrupted: not run again
             return
         self._output.enter_context(capture_output(run_log_path(storage), verbose=False))
