@@ -47,31 +47,41 @@ def _train(args) -> int:
     importable_from(working_dir)  # a model module next to the experiment file, as `python -m` allows
     checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
     cfg = checked.cfg
-    from rayspeed.runs.guard import claim_run, release_claim
-    from rayspeed.runs.output import capture_output, keep_log, run_log_path
+    from rayspeed.runs.guard import claim_run
     from rayspeed.runs.storage import RunStorage
 
     storage = RunStorage.open(cfg.run.storage_path, cfg.run.name)
     start = claim_run(cfg, storage)
+
+    def train(terminal):
+        terminal.say(start.message)
+        return _fit_on_cluster(cfg, storage, start, terminal, address=args.address or os.environ.get("RAY_ADDRESS"),
+                               code_dir=checked.code_dir, code_excludes=checked.code_excludes, env=os.environ)
+
+    # Found once Ray had read the data (a model that cannot be built, a split too small): a new run
+    # that never trained gives its name back, so the corrected config can use it.
+    return _in_run_log(storage, start, work=train, verbose=args.verbose, give_back=(ConfigError, DataError))
+
+
+def _in_run_log(storage, start, *, work, verbose: bool, give_back: tuple[type, ...],
+                may_give_back=lambda: True) -> int:
+    """Runs `work(terminal)` with the console captured into the run's log and prints its summary.
+    A new run (or sweep) refused by one of the `give_back` errors frees its name."""
+    from rayspeed.runs.guard import release_claim
+    from rayspeed.runs.output import capture_output, keep_log, run_log_path
+
     log_path = run_log_path(storage)
     try:
-        with capture_output(log_path, verbose=args.verbose) as terminal:
-            terminal.say(start.message)
+        with capture_output(log_path, verbose=verbose) as terminal:
             try:
-                summary = _fit_on_cluster(cfg, storage, start, terminal, address=args.address or os.environ.get(
-                    "RAY_ADDRESS"), code_dir=checked.code_dir, code_excludes=checked.code_excludes, env=os.environ)
+                summary = work(terminal)
             finally:
                 keep_log(storage, log_path)
             for line in summary.lines():
                 terminal.say(line)
-    except (ConfigError, DataError):
-        # Found once Ray had read the data (a model that cannot be built, a split too small): a new
-        # run that never trained gives its name back, so the corrected config can use it.
-        if not start.resuming and release_claim(storage):
+    except RayspeedError as error:
+        if isinstance(error, give_back) and not start.resuming and may_give_back() and release_claim(storage):
             raise
-        print(f"rayspeed: the full log is in {log_path}", file=sys.stderr, flush=True)
-        raise
-    except RayspeedError:
         print(f"rayspeed: the full log is in {log_path}", file=sys.stderr, flush=True)
         raise
     return 0
@@ -99,33 +109,20 @@ def _tune(args) -> int:
     if cfg.tune is None:
         raise ConfigError(f"{args.config}: tune: required by `rayspeed tune` but missing (a search space, "
                           "e.g. tune: {space: {train.lr: {loguniform: [1.0e-4, 1.0e-2]}}})")
-    from rayspeed.runs.guard import claim_run, release_claim
+    from rayspeed.runs.guard import claim_run
     from rayspeed.runs.layout import TUNER_STATE
-    from rayspeed.runs.output import capture_output, keep_log, run_log_path
     from rayspeed.runs.storage import RunStorage
 
     storage = RunStorage.open(cfg.run.storage_path, cfg.run.name)
     start = claim_run(cfg, storage)  # the sweep's directory: refused when it exists, unless resuming
-    log_path = run_log_path(storage)
-    try:
-        with capture_output(log_path, verbose=args.verbose) as terminal:
-            try:
-                summary = _sweep_on_cluster(cfg, storage, start, terminal, args=args, code_dir=checked.code_dir,
-                                            code_excludes=checked.code_excludes, env=os.environ)
-            finally:
-                keep_log(storage, log_path)
-            for line in summary.lines():
-                terminal.say(line)
-    except ClusterError:
-        # Refused before Tune started (the cluster cannot hold one trial): a new sweep gives its name back.
-        if not start.resuming and not storage.exists(TUNER_STATE) and release_claim(storage):
-            raise
-        print(f"rayspeed: the full log is in {log_path}", file=sys.stderr, flush=True)
-        raise
-    except RayspeedError:
-        print(f"rayspeed: the full log is in {log_path}", file=sys.stderr, flush=True)
-        raise
-    return 0
+
+    def tune(terminal):
+        return _sweep_on_cluster(cfg, storage, start, terminal, args=args, code_dir=checked.code_dir,
+                                 code_excludes=checked.code_excludes, env=os.environ)
+
+    # Refused before Tune started (the cluster cannot hold one trial): a new sweep gives its name back.
+    return _in_run_log(storage, start, work=tune, verbose=args.verbose, give_back=(ClusterError,),
+                       may_give_back=lambda: not storage.exists(TUNER_STATE))
 
 
 def _sweep_on_cluster(cfg, storage, start, terminal, *, args, code_dir: str | None, code_excludes: list[str],
