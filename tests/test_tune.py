@@ -41,8 +41,9 @@ def wandb_run(trial_run: Path) -> tuple[str | None, bool]:
 
 def test_asha_stops_poor_trials_early_and_closes_them(tmp_path, ray_address):
     config = experiment(tmp_path, run={"name": "asha"}, tune={
-        "num_samples": 1, "search": "grid", "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
-        # Two learning rates that cannot learn digits in an epoch: ASHA must stop them at its first rung.
+        "num_samples": 1, "search": "grid", "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 4},
+        # Two learning rates that cannot learn digits in an epoch. One trial at a time: each pauses
+        # at epoch 1 until all 4 are in, then the best 4 // 4 = 1 resumes and the others stop.
         "space": {"train.lr": {"grid": [3e-3, 1e-5, 2e-3, 1e-6]}}})
     result = rayspeed("tune", config, address=ray_address)
     assert result.returncode == 0, result.stderr + result.stdout
@@ -59,7 +60,11 @@ def test_asha_stops_poor_trials_early_and_closes_them(tmp_path, ray_address):
         assert rows[-1]["epoch"] == len(trial["history"]) == max(row["epoch"] for row in trial["history"])
         assert (run / "summary.json").exists() and list(run.glob("step_*"))
         assert wandb_run(run) == ("asha", True)
-    assert all(t["history"][-1]["epoch"] < 3 for t in stopped)
+    assert sorted(len(t["history"]) for t in trials.values()) == [1, 1, 1, 3]
+    assert "paused after epoch 1" in result.stdout and "promoted: resuming" in result.stdout
+    finished = sweep / "trials" / next(t["trial"] for t in trials.values() if t["status"] == "finished")
+    assert len(list((finished / "wandb").glob("offline-run-*"))) == 2  # paused, then resumed: one W&B run, twice
+    assert [row["epoch"] for row in metrics(finished) if "val_accuracy" in row] == [1, 2, 3]
     best = json.loads((sweep / "best.json").read_text())
     assert best["values"]["train.lr"] in (3e-3, 2e-3) and Path(best["checkpoint"]).is_dir()
     best_config = yaml.safe_load((sweep / "best_config.yaml").read_text())

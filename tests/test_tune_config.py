@@ -35,6 +35,9 @@ def test_schedulers_act_within_the_run(tmp_path):
         tmp_path, scheduler={"name": "asha", "grace_period": 5})
     assert "perturbation_interval: 3 epochs leaves pbt no epoch" in refused(
         tmp_path, scheduler={"name": "pbt", "perturbation_interval": 3}, space={"train.lr": {"choice": [0.1]}})
+    with pytest.raises(ConfigError, match="checkpoint.every_n_steps: asha resumes paused trials from the checkpoint "
+                                          "of an epoch's end"):
+        load_config(sweep_file(tmp_path, scheduler={"name": "asha"}), ["checkpoint.every_n_steps=7"])
 
 
 @pytest.mark.parametrize("space, expected", [
@@ -78,21 +81,27 @@ def test_early_stopping_schedulers_count_epochs(tmp_path):
 
 
 def test_param_space_and_schedulers_follow_the_section(tmp_path):
-    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+    from ray.tune.schedulers import PopulationBasedTraining
     from ray.tune.search.sample import Categorical, Float
 
     from rayspeed.tuning import search
+    from rayspeed.tuning.halving import SuccessiveHalving
 
     cfg = load_config(sweep_file(tmp_path, scheduler={"name": "asha", "grace_period": 2}))
     space = search.param_space(cfg.tune)
     assert isinstance(space["train.lr"], Float) and isinstance(space["model.args.hidden_sizes"], Categorical)
     assert space["train.lr"].lower == 1e-4
-    asha = search.scheduler(cfg)
-    assert isinstance(asha, ASHAScheduler) and asha._time_attr == "epoch" and asha._max_t == 3
+    searcher = search.searcher(cfg.tune, seed=0, concurrency=2)
+    asha = search.scheduler(cfg, searcher=searcher, concurrency=2)
+    assert isinstance(asha, SuccessiveHalving) and asha._time_attr == "epoch" and asha._rungs == [2]
+    assert cfg.tune.trial_count == 8 and load_config(sweep_file(
+        tmp_path, search="grid", num_samples=2, space={"train.lr": {"grid": [0.1, 0.01]},
+                                                       "model.args.hidden_sizes": {"choice": [[8], [16], [32]]}}
+    )).tune.trial_count == 12
     pbt_cfg = load_config(sweep_file(tmp_path, scheduler={"name": "pbt"},
                                      space={"train.lr": {"grid": [0.1, 0.01]}}), ["checkpoint.every_n_steps=null"])
     assert search.param_space(pbt_cfg.tune)["train.lr"] == {"grid_search": [0.1, 0.01]}
-    pbt = search.scheduler(pbt_cfg)
+    pbt = search.scheduler(pbt_cfg, searcher=searcher, concurrency=2)
     assert isinstance(pbt, PopulationBasedTraining) and pbt._hyperparam_mutations["train.lr"] == [0.1, 0.01]
     momentum = {"train.momentum": {"uniform": [0.8, 0.95]}}
     bounded = load_config(sweep_file(tmp_path, scheduler={"name": "pbt"}, space=momentum),

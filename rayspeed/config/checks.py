@@ -59,9 +59,10 @@ def check_sweep(tune: TuneConfig | None, train: TrainConfig, checkpoint: Checkpo
     if tune.scheduler.name == "pbt" and tune.scheduler.perturbation_interval >= train.epochs:
         raise ValueError(f"tune.scheduler.perturbation_interval: {tune.scheduler.perturbation_interval} epochs "
                          f"leaves pbt no epoch to act on (train.epochs = {train.epochs})")
-    if tune.scheduler.name == "pbt" and checkpoint.every_n_steps is not None:
-        raise ValueError("checkpoint.every_n_steps: pbt copies the checkpoint of an epoch's end; leave it null "
-                         "(a checkpoint every epoch)")
+    if tune.scheduler.name in ("asha", "pbt") and checkpoint.every_n_steps is not None:
+        needs = "resumes paused trials from" if tune.scheduler.name == "asha" else "copies"
+        raise ValueError(f"checkpoint.every_n_steps: {tune.scheduler.name} {needs} the checkpoint of an epoch's "
+                         "end; leave it null (a checkpoint every epoch)")
 
 
 def run_all(train, scaling, checkpoint, data, block, tune=None) -> list[str]:

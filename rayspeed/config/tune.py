@@ -31,12 +31,14 @@ class SchedulerConfig(Section):
     """Which trials to stop early or to replace; every scheduler counts time in epochs."""
 
     name: Literal["fifo", "asha", "median", "pbt"] = "fifo"
-    """fifo runs every trial to the end; asha (async successive halving) and median stop poor trials
-    early; pbt (population based training) replaces poor trials by mutated copies of good ones."""
+    """fifo runs every trial to the end; asha (async successive halving) pauses trials at its rungs
+    and continues only the best 1/reduction_factor of them; median stops trials below the median;
+    pbt (population based training) replaces poor trials by mutated copies of good ones."""
     grace_period: PositiveInt = 1
     """Epochs every trial runs before asha or median may stop it."""
     reduction_factor: float = Field(3.0, gt=1)
-    """asha: 1/reduction_factor of the trials continue at each rung."""
+    """asha: rungs at grace_period x reduction_factor^k epochs; 1/reduction_factor of the trials
+    reaching a rung continue from it."""
     perturbation_interval: PositiveInt = 1
     """pbt: epochs between exploit/explore decisions."""
     quantile_fraction: float = Field(0.25, gt=0, le=0.5)
@@ -95,6 +97,13 @@ class TuneConfig(Section):
     @property
     def objective_mode(self) -> str:
         return self.mode or SWEEP_METRICS[self.metric]
+
+    @property
+    def trial_count(self) -> int:
+        """Trials the sweep runs: num_samples, times the grid's size (grid search: every choice too)."""
+        sizes = [len(arguments) for kind, arguments in map(dimension, self.space.values())
+                 if kind == "grid" or (kind == "choice" and self.search == "grid")]
+        return self.num_samples * math.prod(sizes)
 
 
 def dimension(spec: dict[str, list]) -> tuple[str, list]:

@@ -89,13 +89,14 @@ def sweep(cfg: ExperimentConfig, *, storage: RunStorage, resuming: bool, wandb_m
         tuner._local_tuner.get_run_config().callbacks = [table]
     else:
         terminal.say(f"starting sweep '{cfg.run.name}' at {storage.display()}")
+        searcher = search.searcher(tune_cfg, seed=cfg.train.seed, concurrency=concurrency)
         tuner = tune.Tuner(
             trainable,
             param_space=search.param_space(tune_cfg),
             tune_config=tune.TuneConfig(
                 metric=tune_cfg.metric, mode=tune_cfg.objective_mode, num_samples=tune_cfg.num_samples,
-                search_alg=search.searcher(tune_cfg, seed=cfg.train.seed, concurrency=concurrency),
-                scheduler=search.scheduler(cfg), trial_dirname_creator=trial_dirname, reuse_actors=False),
+                search_alg=searcher, scheduler=search.scheduler(cfg, searcher=searcher, concurrency=concurrency),
+                trial_dirname_creator=trial_dirname, reuse_actors=False),
             run_config=tune.RunConfig(
                 name=storage.name, storage_path=storage.root, storage_filesystem=storage.filesystem,
                 failure_config=tune.FailureConfig(max_failures=tune_cfg.max_trial_failures),

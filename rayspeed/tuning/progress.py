@@ -31,6 +31,7 @@ class TrialTable(Callback):
     def __init__(self, terminal: Terminal, *, paths: list[str], metric: str, mode: str):
         self._terminal, self._paths, self._metric, self._mode = terminal, paths, metric, mode
         self._best: dict[str, float] = {}
+        self._paused: set[str] = set()
         self._live: Live | None = None
         self._drawn = 0.0
 
@@ -68,6 +69,8 @@ class TrialTable(Callback):
         self._draw(trials, force=True)
 
     def on_step_end(self, iteration, trials, **info) -> None:
+        if self._live is None:
+            self._say_pauses(trials)
         self._draw(trials)
 
     def on_experiment_end(self, trials, **info) -> None:
@@ -89,6 +92,17 @@ class TrialTable(Callback):
                           shown_value(result.get("epoch", "")), shown_value(result.get(self._metric, "")),
                           shown_value(self._best.get(trial.trial_id, "")))
         self._live.update(table, refresh=True)
+
+    def _say_pauses(self, trials) -> None:
+        """asha pauses trials at its rungs and resumes the ones it promotes."""
+        paused = {t.trial_id for t in trials if t.status == "PAUSED"}
+        for trial in trials:
+            if trial.trial_id in paused - self._paused:
+                epoch = (trial.last_result or {}).get("epoch", 0)
+                self._say(f"trial {trial.trial_id} paused after epoch {epoch:g}, waiting for promotion")
+            elif trial.trial_id in self._paused - paused and trial.status != "TERMINATED":
+                self._say(f"trial {trial.trial_id} promoted: resuming")
+        self._paused = paused
 
     def _values(self, trial) -> str:
         return ", ".join(f"{path}={shown_value(trial.config.get(path))}" for path in self._paths)

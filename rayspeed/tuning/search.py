@@ -6,7 +6,6 @@ restart), never in Tune iterations or seconds.
 
 from ray import tune
 from ray.tune.schedulers import (
-    ASHAScheduler,
     FIFOScheduler,
     MedianStoppingRule,
     PopulationBasedTraining,
@@ -16,6 +15,7 @@ from ray.tune.search import BasicVariantGenerator, Searcher
 
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.tune import ARGUMENTS, TuneConfig, dimension
+from rayspeed.tuning.halving import SuccessiveHalving
 
 TIME_ATTR = "epoch"
 
@@ -71,13 +71,15 @@ def searcher(tune_cfg: TuneConfig, *, seed: int, concurrency: int) -> Searcher |
     return BasicVariantGenerator(random_state=seed, max_concurrent=concurrency)
 
 
-def scheduler(cfg: ExperimentConfig) -> TrialScheduler:
-    """metric and mode come from TuneConfig, not from here (Tune refuses them twice)."""
+def scheduler(cfg: ExperimentConfig, *, searcher: Searcher | BasicVariantGenerator, concurrency: int) -> TrialScheduler:
+    """metric and mode come from TuneConfig, not from here (Tune refuses them twice). asha lets
+    `searcher` start new trials beside the ones it pauses."""
     tune_cfg = cfg.tune
     settings = tune_cfg.scheduler
     if settings.name == "asha":
-        return ASHAScheduler(time_attr=TIME_ATTR, max_t=cfg.train.epochs, grace_period=settings.grace_period,
-                             reduction_factor=settings.reduction_factor)
+        return SuccessiveHalving(time_attr=TIME_ATTR, max_t=cfg.train.epochs, grace_period=settings.grace_period,
+                                 reduction_factor=settings.reduction_factor, trial_count=tune_cfg.trial_count,
+                                 concurrency=concurrency, searcher=searcher)
     if settings.name == "median":
         return MedianStoppingRule(time_attr=TIME_ATTR, grace_period=settings.grace_period, min_samples_required=3)
     if settings.name == "pbt":

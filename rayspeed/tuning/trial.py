@@ -2,12 +2,12 @@
 with the trial's values, driven one epoch per Tune iteration.
 
 A class Trainable rather than a function: Tune asks it for each epoch's result (`step`), tells it to
-stop (`cleanup`), and, under Population Based Training, to save and load checkpoints. The run trains
+stop (`cleanup`), and, when a scheduler pauses trials or clones them, to save and load checkpoints. The run trains
 in a thread of the trial actor; its workers wait at every epoch end (`EpochGate`) until Tune has
 decided, so a stopped trial ends at that epoch with its checkpoints and W&B run closed.
 
-Runs are named after the trial id, so a restarted trial (a crash, `tune --resume`) resumes its own
-run. A PBT exploit starts a new run, `<trial>-from-<peer>-step<S>`, whose `warm_start/` holds the
+Runs are named after the trial id, so a restarted trial (a crash, an ASHA promotion after a pause,
+`tune --resume`) resumes its own run. A PBT exploit starts a new run, `<trial>-from-<peer>-step<S>`, whose `warm_start/` holds the
 peer's checkpoint of step S: its metrics continue from the peer's step.
 """
 
@@ -82,7 +82,9 @@ class TrialRun(tune.Trainable):
         return self._result(payload)
 
     def save_checkpoint(self, checkpoint_dir: str) -> str:
-        """The checkpoint of the epoch just reported, copied for Tune (PBT clones it into peers)."""
+        """Which run and step this trial is at, once that epoch's checkpoint is registered; under PBT
+        also a copy of the checkpoint, which Tune clones into peers. (ASHA saves to pause a trial:
+        its resumed run restores its own checkpoint.)"""
         step = self._last_row["step"]
         name = checkpoint_dir_name(step)
         deadline = time.monotonic() + CHECKPOINT_WAIT_S
@@ -90,7 +92,8 @@ class TrialRun(tune.Trainable):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"checkpoint {self._run_storage.display(name)} was not registered")
             time.sleep(0.2)
-        self._run_storage.download(checkpoint_dir, name)
+        if self.sweep.base.tune.scheduler.name == "pbt":
+            self._run_storage.download(checkpoint_dir, name)
         source = {"trial": self.trial_id, "run": self.run_name, "step": step}
         (Path(checkpoint_dir) / SOURCE_FILE).write_text(json.dumps(source))
         return checkpoint_dir
@@ -107,7 +110,7 @@ class TrialRun(tune.Trainable):
         shutil.copytree(checkpoint_dir, self._warm_dir, dirs_exist_ok=True)
 
     def cleanup(self) -> None:
-        """Stopped (early, for an exploit, or at the end): the workers stop at their epoch end and
+        """Stopped (early, paused, for an exploit, or at the end): the workers stop at their epoch end and
         `fit` finishes normally (summary, W&B run finished)."""
         if self._thread is not None and self._thread.is_alive():
             self._gate.close()
