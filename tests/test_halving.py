@@ -133,3 +133,24 @@ def test_a_restored_sweep_rebuilds_its_rungs_and_holds_unfinished_trials():
     # All 5 trials are in: epoch 1 promotes max(1, 5 // 3) = 1, b; the others stop for good.
     scheduler.choose_trial_to_run(controller)
     assert c.status == d.status == e.status == Trial.TERMINATED and b.status == Trial.RUNNING
+
+
+def test_a_failed_trial_is_never_promoted_and_a_restarted_one_keeps_its_rungs():
+    searcher = SimpleNamespace(max_concurrent=1)
+    scheduler = SuccessiveHalving(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3, trial_count=2,
+                                  concurrency=1, searcher=searcher)
+    scheduler.set_search_properties("val_loss", "min")
+    controller = SimpleNamespace(trials=[], get_trials=lambda: controller.trials,
+                                 stop_trial=lambda trial: trial.set_status(Trial.TERMINATED))
+    failed, slow = FakeTrial("failed", status=Trial.RUNNING), FakeTrial("slow", status=Trial.RUNNING)
+    for trial in (failed, slow):
+        controller.trials.append(trial)
+        scheduler.on_trial_add(controller, trial)
+    assert scheduler.on_trial_result(controller, failed, {"epoch": 1.0, "val_loss": 0.1}) == SuccessiveHalving.PAUSE
+    failed.set_status(Trial.PENDING)  # Tune starts a crashed trial again and adds it again
+    failed.last_result = {"epoch": 1.0, "val_loss": 0.1}
+    scheduler.on_trial_add(controller, failed)
+    assert failed.status == Trial.PENDING
+    failed.set_status(Trial.ERROR)  # out of retries
+    # The rung is settled (2 of 2 trials in): its one promotion goes to the worse trial that can run.
+    assert scheduler.on_trial_result(controller, slow, {"epoch": 1.0, "val_loss": 0.9}) == SuccessiveHalving.CONTINUE

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 POLL_S = 0.1
+RELEASE_WAIT_S = 300.0
 STOP = "stop"
 
 
@@ -40,8 +41,22 @@ class EpochGate:
     state: ray.actor.ActorHandle
 
     @classmethod
-    def create(cls) -> "EpochGate":
-        return cls(_GateState.remote())
+    def create(cls, name: str) -> "EpochGate":
+        """Named after the trial's run (a Ray actor name is unique), and waits until no other gate
+        of that name lives: a paused trial's last actor may still be finishing the run when the
+        trial resumes. The gate dies with the actor that made it, so a crashed one frees the name.
+
+        Raises:
+            TimeoutError: the other gate lived on for RELEASE_WAIT_S.
+        """
+        deadline = time.monotonic() + RELEASE_WAIT_S
+        while True:
+            try:
+                return cls(_GateState.options(name=name).remote())
+            except ValueError:  # the name is taken
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another trial actor still trains run {name}") from None
+                time.sleep(1.0)
 
     def allow(self, step: int) -> None:
         """The trial: Tune wants the epoch after the one that ended at `step`."""
@@ -63,4 +78,5 @@ class EpochGate:
         return bool(decision.item())
 
     def shutdown(self) -> None:
+        """The trial actor, last: the run is free for the trial's next actor."""
         ray.kill(self.state)

@@ -24,7 +24,8 @@ from rayspeed.tuning.report import SweepSummary, summarize_sweep
 from rayspeed.tuning.trial import TRIALS_FOLDER, SweepSpec, TrialRun
 
 TRIAL_DRIVER_CPUS = 1.0  # the trial actor: data preparation, the run's recorder and W&B
-# Tune checkpoints exist only under PBT (copies of a trial's latest DeepSpeed checkpoint to clone).
+# Tune checkpoints: under PBT copies of a trial's latest DeepSpeed checkpoint to clone; under ASHA
+# which run and step a paused trial is at.
 TUNE_CHECKPOINTS_KEPT = 3
 # How often Tune saves the sweep's state (default: adaptive, up to minutes); what --resume sees.
 STATE_SAVE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "2"}

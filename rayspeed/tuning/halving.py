@@ -62,29 +62,32 @@ class SuccessiveHalving(TrialScheduler):
         return True
 
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
-        """A restored sweep's unfinished trials come back with their last result: their rungs are
-        rebuilt from it (rungs passed count as promotions), and they wait as paused, to be resumed
-        within the concurrency like any promoted trial."""
+        """A restored sweep's trials come back with their last result: their rungs are rebuilt from
+        it (its score stands in for the rungs it passed, as promoted there), and unfinished ones wait
+        as paused, to be resumed within the concurrency like any promoted trial. (A crashed trial that
+        Tune starts again is added again: its rungs stand.)"""
+        if trial.trial_id in self._trials:
+            return
         self._trials[trial.trial_id] = trial
         result = trial.last_result or {}
         epoch = result.get(self._time_attr)
         if epoch is None:
             return
         for k, rung in enumerate(self._rungs):
-            if rung < epoch:
-                self._scores[k][trial.trial_id] = math.inf
-                self._promoted[k].add(trial.trial_id)
-            elif rung == epoch:
+            if rung <= epoch:
                 self._scores[k][trial.trial_id] = self._score(result)
+            if rung < epoch:
+                self._promoted[k].add(trial.trial_id)
         if trial.status == Trial.PENDING and not result.get("done"):
-            trial.set_status(Trial.PAUSED)  # read by the controller right after this call
+            trial.set_status(Trial.PAUSED)  # the controller files the trial by its status after this call
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         epoch = result.get(self._time_attr)
         if epoch is None or result.get("done"):
             return self.CONTINUE
-        if epoch in self._rungs:
-            self._scores[self._rungs.index(epoch)].setdefault(trial.trial_id, self._score(result))
+        for k, rung in enumerate(self._rungs):  # a rung passed unrecorded (a resume): judged by this result
+            if rung <= epoch:
+                self._scores[k].setdefault(trial.trial_id, self._score(result))
         held = self._held_at(trial.trial_id)
         if held is None:
             return self.CONTINUE
@@ -138,7 +141,8 @@ class SuccessiveHalving(TrialScheduler):
 
     def _rung_states(self, trials: list[Trial]) -> list[_Rung]:
         """Bottom up: a rung is settled when every trial is recorded there, has ended, or waits at a
-        settled lower rung that will not promote it."""
+        settled lower rung that will not promote it. Failed trials count towards a rung's quota but
+        are never promoted."""
         status = {t.trial_id: t.status for t in trials}
         states: list[_Rung] = []
         for k, scores in enumerate(self._scores):
@@ -150,6 +154,7 @@ class SuccessiveHalving(TrialScheduler):
             quota = len(scores) // self._reduction_factor
             if settled and scores:
                 quota = max(1, quota)
-            ranked = sorted(scores, key=lambda trial_id: -scores[trial_id])  # stable: ties go to the earlier
+            ranked = [trial_id for trial_id in sorted(scores, key=lambda trial_id: -scores[trial_id])  # stable
+                      if status.get(trial_id) != Trial.ERROR]
             states.append(_Rung(settled=settled, promotions=frozenset(ranked[:int(quota)])))
         return states

@@ -115,16 +115,17 @@ class TrialRun(tune.Trainable):
         if self._thread is not None and self._thread.is_alive():
             self._gate.close()
             self._thread.join(STOP_TIMEOUT_S)
-        if self._gate is not None:
-            self._gate.shutdown()
         if self._run_storage is not None:
             keep_log(self._run_storage, run_log_path(self._run_storage))
         self._output.close()
+        if self._gate is not None:
+            self._gate.shutdown()
 
     def _begin(self) -> None:
         sweep = self.sweep
         cfg = trial_config(sweep, self.values, run_name=self.run_name)
         storage = self._run_storage = RunStorage.open(cfg.run.storage_path, cfg.run.name)
+        self._gate = EpochGate.create(name=f"rayspeed-trial-run:{storage.display()}")  # the run is ours now
         start = claim_run(cfg, storage)
         if self._warm_dir and not storage.exists(WARM_START_DIR) and not storage.exists(RAY_SNAPSHOT):
             storage.upload(self._warm_dir, WARM_START_DIR)
@@ -135,7 +136,6 @@ class TrialRun(tune.Trainable):
             return
         self._output.enter_context(capture_output(run_log_path(storage), verbose=False))
         print(f"[rayspeed] trial {self.trial_id}: {start.message}", flush=True)
-        self._gate = EpochGate.create()
         labels = {"sweep": {"name": sweep.name, "trial": self.trial_id, "values": self.values}}
         self._thread = threading.Thread(target=self._fit, args=(cfg, storage, start, labels),
                                         name="rayspeed-trial", daemon=True)
