@@ -58,9 +58,10 @@ def _train(args) -> int:
         return _fit_on_cluster(cfg, storage, start, terminal, address=args.address or os.environ.get("RAY_ADDRESS"),
                                code_dir=checked.code_dir, code_excludes=checked.code_excludes, env=os.environ)
 
-    # Found once Ray had read the data (a model that cannot be built, a split too small): a new run
-    # that never trained gives its name back, so the corrected config can use it.
-    return _in_run_log(storage, start, work=train, verbose=args.verbose, give_back=(ConfigError, DataError))
+    # Found once Ray had read the data (a model that cannot be built, a split too small), or a cluster
+    # that cannot be joined: a new run that never trained gives its name back, so a retry can use it.
+    return _in_run_log(storage, start, work=train, verbose=args.verbose,
+                       give_back=(ConfigError, DataError, ClusterError))
 
 
 def _in_run_log(storage, start, *, work, verbose: bool, give_back: tuple[type, ...],

@@ -51,7 +51,11 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
     runtime_env = job_runtime_env(env, code_dir=code_dir, excludes=code_excludes) if address or code_dir else None
     if address:
         _check_reachable(address)
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        except ConnectionError as error:  # reachable, but refused us (e.g. its auth token is not here)
+            cause = str(error.__cause__ or error).strip().splitlines()[-1][:300]
+            raise ClusterError(f"cannot join the Ray cluster at {address}: {error} ({cause})") from None
         where = f"Ray cluster at {address}"
     else:
         # "local" starts a new instance even when another Ray runs on this machine (plain ray.init()

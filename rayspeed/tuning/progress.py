@@ -60,7 +60,7 @@ class TrialTable(Callback):
             epoch = (trial.last_result or {}).get("epoch", 0)
             status = trial_status(trial, complete=True)
             self._say(f"trial {trial.trial_id} {status} after epoch {epoch:g}, best {self._metric} "
-                      f"{shown_value(self._best.get(trial.trial_id))}")
+                      f"{shown_value(self._best_of(trial))}")
         self._draw(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -90,7 +90,7 @@ class TrialTable(Callback):
             result = trial.last_result or {}
             table.add_row(trial.trial_id, trial_status(trial), *(shown_value(trial.config.get(p)) for p in self._paths),
                           shown_value(result.get("epoch", "")), shown_value(result.get(self._metric, "")),
-                          shown_value(self._best.get(trial.trial_id, "")))
+                          shown_value("" if (best := self._best_of(trial)) is None else best))
         self._live.update(table, refresh=True)
 
     def _say_pauses(self, trials) -> None:
@@ -103,6 +103,12 @@ class TrialTable(Callback):
             elif trial.trial_id in self._paused - paused and trial.status != "TERMINATED":
                 self._say(f"trial {trial.trial_id} promoted: resuming")
         self._paused = paused
+
+    def _best_of(self, trial) -> float | None:
+        """Seen by this process, or (a resumed sweep's earlier epochs) by Tune's record of the trial."""
+        if trial.trial_id in self._best:
+            return self._best[trial.trial_id]
+        return (trial.metric_analysis or {}).get(self._metric, {}).get(self._mode)
 
     def _values(self, trial) -> str:
         return ", ".join(f"{path}={shown_value(trial.config.get(path))}" for path in self._paths)

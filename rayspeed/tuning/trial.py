@@ -7,8 +7,8 @@ in a thread of the trial actor; its workers wait at every epoch end (`EpochGate`
 decided, so a stopped trial ends at that epoch with its checkpoints and W&B run closed.
 
 Runs are named after the trial id, so a restarted trial (a crash, an ASHA promotion after a pause,
-`tune --resume`) resumes its own run. A PBT exploit starts a new run, `<trial>-from-<peer>-step<S>`, whose `warm_start/` holds the
-peer's checkpoint of step S: its metrics continue from the peer's step.
+`tune --resume`) resumes its own run. A PBT exploit starts a new run, `<trial>-from-<peer>-step<S>`,
+whose `warm_start/` holds the peer's checkpoint of step S: its metrics continue from the peer's step.
 """
 
 import contextlib
