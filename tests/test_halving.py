@@ -23,13 +23,14 @@ class FakeController:
     """Starts new trials while the searcher's limit allows, runs every running trial one epoch per
     tick, and applies the scheduler's decisions, as Tune's controller does."""
 
-    def __init__(self, qualities: list[float], *, concurrency: int, max_t: int = 9, reduction_factor: float = 3):
+    def __init__(self, qualities: list[float | None], *, concurrency: int, max_t: int = 9,
+                 reduction_factor: float = 3, metric: str = "val_accuracy", mode: str = "max"):
         self.qualities, self.max_t, self.trials = qualities, max_t, []
         self.searcher = SimpleNamespace(max_concurrent=concurrency)
         self.scheduler = SuccessiveHalving(time_attr="epoch", max_t=max_t, grace_period=1,
                                            reduction_factor=reduction_factor, trial_count=len(qualities),
                                            concurrency=concurrency, searcher=self.searcher)
-        self.scheduler.set_search_properties("val_accuracy", "max")
+        self.scheduler.set_search_properties(metric, mode)
         self.trial_epochs = 0
         self.most_running = 0
 
@@ -40,9 +41,10 @@ class FakeController:
         assert trial.status == Trial.PAUSED
         trial.status = Trial.TERMINATED
 
-    def add(self, trial: FakeTrial) -> None:
+    def add(self, trial: FakeTrial) -> FakeTrial:
         self.trials.append(trial)
         self.scheduler.on_trial_add(self, trial)
+        return trial
 
     def run(self) -> None:
         for _ in range(1000):
@@ -105,52 +107,35 @@ def test_a_small_sweep_still_trains_its_best_trial_to_the_end():
 
 
 def test_a_restored_sweep_rebuilds_its_rungs_and_holds_unfinished_trials():
-    searcher = SimpleNamespace(max_concurrent=1)
-    scheduler = SuccessiveHalving(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3, trial_count=5,
-                                  concurrency=1, searcher=searcher)
-    scheduler.set_search_properties("val_accuracy", "max")
-    controller = SimpleNamespace(trials=[], get_trials=lambda: controller.trials,
-                                 stop_trial=lambda trial: trial.set_status(Trial.TERMINATED))
-
-    def add(trial: FakeTrial) -> FakeTrial:
-        controller.trials.append(trial)
-        scheduler.on_trial_add(controller, trial)
-        return trial
-
-    add(FakeTrial("a", status=Trial.TERMINATED, last_result={"epoch": 1.0, "val_accuracy": 0.5}))
-    b = add(FakeTrial("b", last_result={"epoch": 4.0, "val_accuracy": 0.95}))  # went on from epochs 1 and 3
-    c = add(FakeTrial("c", last_result={"epoch": 1.0, "val_accuracy": 0.9}))
-    d = add(FakeTrial("d", last_result={"epoch": 1.0, "val_accuracy": 0.2}))
+    sweep = FakeController([None] * 5, concurrency=1)  # driven by hand
+    scheduler = sweep.scheduler
+    sweep.add(FakeTrial("a", status=Trial.TERMINATED, last_result={"epoch": 1.0, "val_accuracy": 0.5}))
+    b = sweep.add(FakeTrial("b", last_result={"epoch": 4.0, "val_accuracy": 0.95}))  # went on from epochs 1 and 3
+    c = sweep.add(FakeTrial("c", last_result={"epoch": 1.0, "val_accuracy": 0.9}))
+    d = sweep.add(FakeTrial("d", last_result={"epoch": 1.0, "val_accuracy": 0.2}))
     assert b.status == c.status == d.status == Trial.PAUSED  # none starts behind the scheduler's back
     # Epoch 1's top 4 // 3 = 1 is b, which passed it: b resumes, c and d wait, a new trial may start.
-    assert scheduler.choose_trial_to_run(controller) is b
-    assert searcher.max_concurrent == 1 + 2
+    assert scheduler.choose_trial_to_run(sweep) is b
+    assert sweep.searcher.max_concurrent == 1 + 2
     b.set_status(Trial.RUNNING)
-    assert scheduler.choose_trial_to_run(controller) is None  # no room
-    e = add(FakeTrial("e"))
-    assert scheduler.on_trial_result(controller, e, {"epoch": 1.0, "val_accuracy": 0.1}) == SuccessiveHalving.PAUSE
+    assert scheduler.choose_trial_to_run(sweep) is None  # no room
+    e = sweep.add(FakeTrial("e"))
+    assert scheduler.on_trial_result(sweep, e, {"epoch": 1.0, "val_accuracy": 0.1}) == SuccessiveHalving.PAUSE
     e.set_status(Trial.PAUSED)
     # All 5 trials are in: epoch 1 promotes max(1, 5 // 3) = 1, b; the others stop for good.
-    scheduler.choose_trial_to_run(controller)
+    scheduler.choose_trial_to_run(sweep)
     assert c.status == d.status == e.status == Trial.TERMINATED and b.status == Trial.RUNNING
 
 
 def test_a_failed_trial_is_never_promoted_and_a_restarted_one_keeps_its_rungs():
-    searcher = SimpleNamespace(max_concurrent=1)
-    scheduler = SuccessiveHalving(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3, trial_count=2,
-                                  concurrency=1, searcher=searcher)
-    scheduler.set_search_properties("val_loss", "min")
-    controller = SimpleNamespace(trials=[], get_trials=lambda: controller.trials,
-                                 stop_trial=lambda trial: trial.set_status(Trial.TERMINATED))
-    failed, slow = FakeTrial("failed", status=Trial.RUNNING), FakeTrial("slow", status=Trial.RUNNING)
-    for trial in (failed, slow):
-        controller.trials.append(trial)
-        scheduler.on_trial_add(controller, trial)
-    assert scheduler.on_trial_result(controller, failed, {"epoch": 1.0, "val_loss": 0.1}) == SuccessiveHalving.PAUSE
+    sweep = FakeController([None] * 2, concurrency=1, metric="val_loss", mode="min")
+    failed = sweep.add(FakeTrial("failed", status=Trial.RUNNING))
+    slow = sweep.add(FakeTrial("slow", status=Trial.RUNNING))
+    assert sweep.scheduler.on_trial_result(sweep, failed, {"epoch": 1.0, "val_loss": 0.1}) == SuccessiveHalving.PAUSE
     failed.set_status(Trial.PENDING)  # Tune starts a crashed trial again and adds it again
     failed.last_result = {"epoch": 1.0, "val_loss": 0.1}
-    scheduler.on_trial_add(controller, failed)
+    sweep.scheduler.on_trial_add(sweep, failed)
     assert failed.status == Trial.PENDING
     failed.set_status(Trial.ERROR)  # out of retries
     # The rung is settled (2 of 2 trials in): its one promotion goes to the worse trial that can run.
-    assert scheduler.on_trial_result(controller, slow, {"epoch": 1.0, "val_loss": 0.9}) == SuccessiveHalving.CONTINUE
+    assert sweep.scheduler.on_trial_result(sweep, slow, {"epoch": 1.0, "val_loss": 0.9}) == SuccessiveHalving.CONTINUE
