@@ -174,23 +174,15 @@ def _parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(required=True, metavar="COMMAND")
 
     train = verbs.add_parser("train", help="train the experiment on Ray")
-    _config_arguments(train)
-    train.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run from its latest checkpoint (sets run.resume=required)")
-    train.add_argument("--verbose", action="store_true",
-                       help="also show Ray's, Ray Data's and DeepSpeed's output (always in the run's rayspeed.log)")
+    _ray_arguments(train, resume="continue the run from its latest checkpoint (sets run.resume=required)",
+                   verbose="also show Ray's, Ray Data's and DeepSpeed's output (always in the run's rayspeed.log)")
     train.set_defaults(command=_train)
 
     tune = verbs.add_parser("tune", help="run the experiment's hyperparameter search (its tune section) on Ray")
-    _config_arguments(tune)
-    tune.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
-    tune.add_argument("--resume", action="store_true",
-                      help="continue an interrupted sweep: finished trials are kept, unfinished ones resume")
+    _ray_arguments(tune, resume="continue an interrupted sweep: finished trials are kept, unfinished ones resume",
+                   verbose="also show Ray's and Tune's output (always in the sweep's rayspeed.log)")
     tune.add_argument("--retry-errored", action="store_true",
                       help="with --resume: also run failed trials again (from their checkpoints)")
-    tune.add_argument("--verbose", action="store_true",
-                      help="also show Ray's and Tune's output (always in the sweep's rayspeed.log)")
     tune.set_defaults(command=_tune)
 
     config = verbs.add_parser("config", help="inspect an experiment file").add_subparsers(required=True,
@@ -205,6 +197,14 @@ def _parser() -> argparse.ArgumentParser:
     verbs.add_parser("schema", help="print the experiment JSON Schema (for editor completion)").set_defaults(
         command=_schema)
     return parser
+
+
+def _ray_arguments(parser: argparse.ArgumentParser, *, resume: str, verbose: str) -> None:
+    """A verb that runs on Ray: the experiment, where to run it, whether to continue, how much to show."""
+    _config_arguments(parser)
+    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    parser.add_argument("--resume", action="store_true", help=resume)
+    parser.add_argument("--verbose", action="store_true", help=verbose)
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
