@@ -15,6 +15,9 @@ class MetricsLog:
 
     def __init__(self, storage: RunStorage):
         self._storage = storage
+        text = storage.read_text(METRICS_FILE) or ""
+        if not text.endswith("\n") and text:  # a writer killed mid-write(2) left part of a line: the next
+            storage.write(text[:text.rfind("\n") + 1], METRICS_FILE)  # append would glue a row to it
         self.rows = read_metrics(storage)
 
     @property
