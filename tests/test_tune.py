@@ -100,11 +100,12 @@ def test_killed_sweep_resumes_without_running_finished_trials_again(tmp_path, ra
 
 
 def test_pbt_exploit_continues_from_the_peers_checkpoint(tmp_path, ray_address):
-    # 4 epochs: however the two trials' reports interleave, the good one has a checkpoint by epoch 2
-    # and the poor one still perturbs at epoch 3.
-    config = experiment(tmp_path, run={"name": "pbt"}, train={"epochs": 4, "micro_batch_per_worker": 32},
+    # Two trials side by side and none pending (pbt pauses running trials to start pending ones).
+    # The good trial gets its checkpoint at the first epoch end where both have a score; the poor one
+    # copies it at its next: 6 epochs leave room for trials that start a few epochs apart.
+    config = experiment(tmp_path, run={"name": "pbt"}, train={"epochs": 6, "micro_batch_per_worker": 32},
                         scaling={"num_workers": 1}, tune={
-                            "num_samples": 2, "max_concurrent_trials": 2,
+                            "num_samples": 1, "max_concurrent_trials": 2,
                             "scheduler": {"name": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5},
                             "space": {"train.lr": {"grid": [3e-3, 1e-5]}}})
     result = rayspeed("tune", config, address=ray_address)
