@@ -64,7 +64,7 @@ def test_zero2_run_learns_and_records_everything_once(tmp_path, ray_address, cap
     assert wandb_config(directory / "wandb", run_id)["train"]["zero_stage"] == 2
 
     preprocessing = json.loads((directory / "preprocessing.json").read_text())
-    assert len(preprocessing["means"]) == 64 and preprocessing["classes"] == list(range(10))
+    assert len(preprocessing["numeric"]) == 64 and preprocessing["classes"] == list(range(10))
     spec = json.loads((directory / "input_spec.json").read_text())
     assert spec["feature_shape"] == [64] and spec["task"] == "classification"
     latest = max(directory.glob("step_*"))

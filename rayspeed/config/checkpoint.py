@@ -4,9 +4,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
+from rayspeed.config.metrics import EpochMetric
 from rayspeed.config.section import Section
-
-SCORE_METRICS = ("val_loss", "val_accuracy", "train_loss")
 
 
 class CheckpointConfig(Section):
@@ -16,7 +15,7 @@ class CheckpointConfig(Section):
     """Save every N optimizer steps; null saves at the end of every epoch."""
     keep: PositiveInt | None = Field(2)
     """Checkpoints kept in storage (the best by `score_metric`, else the newest); null keeps all."""
-    score_metric: Literal["val_loss", "val_accuracy", "train_loss"] | None = "val_loss"
+    score_metric: EpochMetric | None = "val_loss"
     """Metric that ranks checkpoints for `keep` and picks the best one."""
     score_mode: Literal["min", "max"] = "min"
     """Whether a lower (min) or higher (max) score is better."""

@@ -4,6 +4,7 @@ from rayspeed.config.batch import resolve_batch
 from rayspeed.config.checkpoint import CheckpointConfig
 from rayspeed.config.data import DataConfig
 from rayspeed.config.deepspeed import deepspeed_config, merge_user_block
+from rayspeed.config.metrics import METRIC_MODES, check_metric
 from rayspeed.config.scaling import ScalingConfig
 from rayspeed.config.train import TrainConfig
 from rayspeed.config.tune import TuneConfig
@@ -20,9 +21,8 @@ def check_precision_fits_device(train: TrainConfig, scaling: ScalingConfig) -> N
 
 def check_score_metric(checkpoint: CheckpointConfig, data: DataConfig) -> None:
     metric = checkpoint.score_metric
-    if metric and metric.startswith("val_") and data.split.val == 0:
-        raise ValueError(f"checkpoint.score_metric: {metric} needs a validation split (data.split.val > 0)")
-    expected = {"val_loss": "min", "train_loss": "min", "val_accuracy": "max"}.get(metric or "")
+    check_metric("checkpoint.score_metric", metric, task=data.task, val_share=data.split.shares["val"])
+    expected = METRIC_MODES.get(metric or "")
     if expected and checkpoint.score_mode != expected:
         raise ValueError(
             f"checkpoint.score_mode: {checkpoint.score_mode} would keep the worst checkpoints by "
@@ -45,8 +45,7 @@ def check_sweep(tune: TuneConfig | None, train: TrainConfig, checkpoint: Checkpo
     """A sweep's schedulers count epochs, and its metric must be measured."""
     if tune is None:
         return
-    if tune.metric.startswith("val_") and data.split.val == 0:
-        raise ValueError(f"tune.metric: {tune.metric} needs a validation split (data.split.val > 0)")
+    check_metric("tune.metric", tune.metric, task=data.task, val_share=data.split.shares["val"])
     if tune.scheduler.name == "fifo":
         return
     if train.epochs is None:

@@ -1,4 +1,4 @@
-"""The `data` section: where rows come from and how they are cleaned and split.
+"""The `data` section: where rows come from, how they are cleaned, encoded and split.
 
 It only describes the data: validation never touches the file system (the config may be submitted
 to a cluster where paths differ); reading it, and checking that it is there, is `rayspeed.datasets`' job.
@@ -7,7 +7,7 @@ to a cluster where paths differ); reading it, and checking that it is there, is 
 from pathlib import PurePosixPath
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from rayspeed.config.section import Section
 
@@ -21,21 +21,40 @@ def has_uri_scheme(source: str) -> bool:
 
 
 class SplitFractions(Section):
-    """Fractions of the rows that go to each split; they must add up to 1."""
+    """Fractions of the rows that go to each split (they must add up to 1), or k folds for
+    cross-validation: `folds: 5, fold: 2` validates on the third fifth of the rows outside test."""
 
     train: float = Field(0.8, gt=0, lt=1)
-    """Fraction of rows used for training."""
+    """Fraction of rows used for training (not set with `folds`)."""
     val: float = Field(0.1, ge=0, lt=1)
-    """Fraction of rows used for validation every epoch."""
+    """Fraction of rows used for validation every epoch (not set with `folds`)."""
     test: float = Field(0.1, ge=0, lt=1)
     """Fraction of rows held out and evaluated once at the end."""
+    folds: int | None = Field(None, ge=2)
+    """k-fold cross-validation: the rows outside test are cut into this many folds of equal share."""
+    fold: int = Field(0, ge=0)
+    """With `folds`: the fold validated on (0-based); the other folds are trained on."""
 
     @model_validator(mode="after")
     def _adds_up_to_one(self):
+        if self.folds is not None:
+            if given := sorted({"train", "val"} & self.model_fields_set):
+                raise ValueError(f"{' and '.join(given)} cannot be set with folds (the folds decide them)")
+            if self.fold >= self.folds:
+                raise ValueError(f"fold must be below folds ({self.folds}); got {self.fold}")
+            return self
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + val + test must be 1 (got {total:g})")
         return self
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """The share of rows in each split; with `folds`, val is one fold of the rows outside test."""
+        if self.folds is None:
+            return {"train": self.train, "val": self.val, "test": self.test}
+        val = (1.0 - self.test) / self.folds
+        return {"train": 1.0 - self.test - val, "val": val, "test": self.test}
 
 
 class DataConfig(Section):
@@ -47,15 +66,35 @@ class DataConfig(Section):
     format: Literal["auto", "parquet", "csv", "json"] = "auto"
     """File format; `auto` infers it from the suffix of the file, or of the files in the directory."""
     label_column: str = "label"
-    """Column holding the class label (integers or strings)."""
+    """Column holding the class label (integers or strings), or the numeric target of regression."""
+    task: Literal["classification", "regression"] = "classification"
+    """What is predicted from `label_column`: one of its classes, or its value (regression)."""
     feature_columns: list[str] | None = None
-    """Numeric columns fed to the model; default: every column except the label."""
+    """Columns fed to the model; default: every column except the label. Numeric columns are
+    standardized, text (and `categorical_columns`) one-hot encoded."""
+    categorical_columns: list[str] = []
+    """Numeric columns to encode as categories instead of numbers (codes, ids, months)."""
+    max_categories: PositiveInt = 64
+    """Values of a categorical column that get their own slot: the most frequent in the train split.
+    Rarer and unseen values share the column's unknown slot."""
     split: SplitFractions = SplitFractions()
     """Train/val/test fractions; the split is a deterministic function of each row and `train.seed`."""
-    missing: Literal["drop", "reject"] = "drop"
-    """Rows with a missing value are dropped (and counted) or make the run fail."""
-    task: Literal["classification"] = "classification"
-    """What is predicted: classes from `label_column` (regression and language modelling come next)."""
+    missing: Literal["drop", "reject", "mean", "median", "mode", "constant"] = "drop"
+    """A row with a missing feature is dropped (and counted), fails the run, or has the value filled
+    with the train split's mean, median or most frequent value, or `fill_value`. Categorical columns:
+    mean and median put a missing value in the unknown slot. A row without a label is always dropped."""
+    fill_value: float | str | None = None
+    """The value `missing: constant` fills in."""
+    bad_values: Literal["reject", "drop"] = "reject"
+    """A value that does not parse as its column's type (text in a numeric column) fails the run,
+    naming the file and column, or its row is dropped and counted."""
+    deduplicate: bool = False
+    """Drop rows identical in every used column (one extra pass over the data finds them)."""
+    clip_quantiles: tuple[float, float] | None = None
+    """Numeric features are clipped to these quantiles of the train split, e.g. [0.01, 0.99]."""
+    cache: Literal["none", "eval", "all"] = "eval"
+    """What is kept in Ray's object store after its first pass: nothing (every epoch reads the
+    source again), the val and test splits (read by every rank at every evaluation), or all splits."""
 
     @property
     def is_builtin(self) -> bool:
@@ -65,6 +104,19 @@ class DataConfig(Section):
     def is_local(self) -> bool:
         """A path on the machine that reads the data (checked there, in the verb's pre-flight)."""
         return not self.is_builtin and not has_uri_scheme(self.source)
+
+    @model_validator(mode="after")
+    def _cleaning_consistent(self):
+        if self.missing == "constant" and self.fill_value is None:
+            raise ValueError("missing is constant: set data.fill_value")
+        if self.fill_value is not None and self.missing != "constant":
+            raise ValueError(f"fill_value is only used with missing: constant (missing is {self.missing})")
+        if self.clip_quantiles and not 0 <= self.clip_quantiles[0] < self.clip_quantiles[1] <= 1:
+            raise ValueError(f"clip_quantiles must be [low, high] with 0 <= low < high <= 1; got "
+                             f"{list(self.clip_quantiles)}")
+        if self.label_column in (self.feature_columns or []) or self.label_column in self.categorical_columns:
+            raise ValueError(f"the label column {self.label_column!r} cannot also be a feature")
+        return self
 
     @model_validator(mode="after")
     def _format_known(self):

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from rayspeed.config.metrics import METRIC_MODES, EpochMetric
 from rayspeed.config.section import Section
 
 Kind = Literal["choice", "grid", "uniform", "quniform", "loguniform", "qloguniform", "randint", "qrandint"]
@@ -19,7 +20,6 @@ ARGUMENTS: dict[str, tuple[str, ...]] = {
     "loguniform": ("low", "high"), "qloguniform": ("low", "high", "q"),
     "randint": ("low", "high"), "qrandint": ("low", "high", "q"),
 }
-SWEEP_METRICS = {"val_accuracy": "max", "val_loss": "min", "train_loss": "min"}
 # Paths a trial may not vary: the sweep's identity and storage, its resources, the search itself.
 FIXED_PREFIXES = ("run.", "tune.", "scaling.", "schema_version")
 # What Population Based Training may mutate in a running trial: values that leave the checkpoint's
@@ -54,10 +54,10 @@ class TuneConfig(Section):
     """Dotted config path -> `{kind: [arguments]}`; kinds: choice and grid take the values, uniform
     and loguniform take [low, high], randint [low, high), and the q-variants [low, high, q] (rounded
     to multiples of q, high included)."""
-    metric: Literal["val_accuracy", "val_loss", "train_loss"] = "val_accuracy"
+    metric: EpochMetric = "val_accuracy"
     """What the search optimizes, as measured at the end of every epoch."""
     mode: Literal["min", "max"] | None = None
-    """Whether lower or higher is better; default: max for accuracy, min for losses."""
+    """Whether lower or higher is better; default: max for accuracy and r2, min for losses and errors."""
     num_samples: PositiveInt = 8
     """Trials to sample (with grid dimensions: repetitions of the whole grid)."""
     search: Literal["random", "grid", "optuna"] = "random"
@@ -96,7 +96,7 @@ class TuneConfig(Section):
 
     @property
     def objective_mode(self) -> str:
-        return self.mode or SWEEP_METRICS[self.metric]
+        return self.mode or METRIC_MODES[self.metric]
 
     @property
     def trial_count(self) -> int:

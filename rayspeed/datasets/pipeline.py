@@ -1,20 +1,27 @@
-"""The Ray Data pipeline: read -> tag (missing, split) -> clean -> standardize with train stats -> splits.
-
-It runs in the driver; Ray Train then streams the train split to the workers in shards.
+"""The Ray Data pipeline: read -> tag (coerce, split, hash, drop reasons) -> [deduplicate] -> one
+statistics pass -> fit on train -> encode each split. It runs in the driver; nothing is materialized
+but what `data.cache` asks for, and Ray Train streams the train split to the workers in shards.
 """
 
+import contextlib
 from dataclasses import dataclass
 
-import numpy as np
 import ray.data
-from ray.data.aggregate import Count, Mean, Std, Sum, Unique
+from ray.data import RandomSeedConfig
 from ray.data.context import ShuffleStrategy
 
 from rayspeed.config.data import DataConfig
+from rayspeed.datasets.columns import ColumnPlan, plan_columns
+from rayspeed.datasets.dedup import drop_duplicates
+from rayspeed.datasets.encoding import model_rows
+from rayspeed.datasets.fitting import clip_bounds, fit_preprocessing
 from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
-from rayspeed.datasets.readers import feature_columns, read_source
-from rayspeed.datasets.rows import SPLIT_CODES, SPLIT_FLAGS, model_rows, tag_rows
+from rayspeed.datasets.readers import find_unreadable_file, read_source
+from rayspeed.datasets.rows import SPLIT_FLAGS, tag_rows
+from rayspeed.datasets.statistics import DataStats, measure
 from rayspeed.errors import DataError
+
+DROP_REASONS = {"_bad": "bad values", "_no_label": "no label", "_missing": "missing values"}
 
 
 @dataclass(frozen=True)
@@ -25,79 +32,112 @@ class PreparedData:
     preprocessing: Preprocessing
     input_spec: InputSpec
     rows_read: int
-    rows_dropped: int
+    dropped: dict[str, int]  # rows not used, by reason (bad values, no label, missing values, duplicates)
+    missing_values: dict[str, int]  # missing values per feature column (filled, or their rows dropped)
     split_rows: dict[str, int]
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(self.dropped.values())
 
     def describe(self) -> str:
         splits = ", ".join(f"{name} {rows}" for name, rows in self.split_rows.items())
-        return (f"data: {self.rows_read} rows read, {self.rows_dropped} dropped for missing values; "
-                f"{splits}; {self.input_spec.num_features} features, {self.input_spec.num_classes} classes")
+        dropped = ", ".join(f"{rows} for {why}" for why, rows in self.dropped.items() if rows) or "none"
+        missing = ", ".join(f"{column} {n}" for column, n in self.missing_values.items() if n)
+        spec = self.input_spec
+        what = f"{spec.num_classes} classes" if spec.task == "classification" else "regression"
+        return (f"data: {self.rows_read} rows read, dropped: {dropped}"
+                + (f"; missing values: {missing}" if missing else "")
+                + f"; {splits}; {spec.num_features} inputs, {what}")
+
+    def report(self) -> dict:
+        """The counts, for the run directory and W&B."""
+        return {"rows_read": self.rows_read, "rows_dropped": self.dropped, "missing_values": self.missing_values,
+                "split_rows": self.split_rows}
 
 
 def build_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | None = None) -> PreparedData:
-    """Builds the splits. Tagged rows are materialized once; Ray Data aggregations over them give the
-    split sizes and classes (one pass) and the train split's means and deviations (one pass).
+    """Builds the splits from one statistics pass over the source (two when clipping: the moments of
+    the clipped values; one more to find duplicates).
 
     Args:
         data: the `data` section.
-        seed: the split seed (`train.seed`).
+        seed: the split and file-order seed (`train.seed`).
         fitted: the preprocessing a resumed run was trained with; reused instead of refitted.
 
     Raises:
-        DataError: unreadable source, bad columns, rejected missing values, or an empty split.
+        DataError: unreadable source (naming the file), bad columns or values, rejected missing values,
+            an empty source or split.
     """
-    source = read_source(data)
-    features = feature_columns(source.schema(), data)
-    label = data.label_column
-    columns = [*features, label]
-    fractions = (data.split.train, data.split.val)
-    tagged = source.map_batches(
-        tag_rows, batch_format="pandas", fn_kwargs={"columns": columns, "fractions": fractions, "seed": seed}
-    ).materialize()
-    rows_read = tagged.count()
-    # Whole-dataset aggregations run as plain tasks: the default hash shuffle would first start a pool
-    # of aggregator actors (about 6 s on 2 cores) for what is a single group.
-    tagged.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    clean = tagged.filter(expr="_missing == 0")
-    counts = clean.aggregate(Count(alias_name="rows"), Unique(label, ignore_nulls=True, alias_name="classes"),
-                             *(Sum(flag, alias_name=name) for name, flag in SPLIT_FLAGS.items()))
-    split_rows = {name: int(counts[name] or 0) for name in SPLIT_CODES}
-    dropped = rows_read - int(counts["rows"] or 0)
-    if dropped and data.missing == "reject":
-        raise DataError(
-            f"data.missing is reject and {dropped} of {rows_read} rows have a missing value in {columns}; "
-            "set data.missing: drop to train without them"
-        )
-    if split_rows["train"] == 0:
-        raise DataError(f"data.source: no training rows left out of {rows_read} read")
-    preprocessing = fitted or _fit(clean, features=features, label=label, classes=counts["classes"] or [])
-    if len(preprocessing.classes) < 2:
-        raise DataError(f"data.label_column: {label!r} has {len(preprocessing.classes)} class; need 2 or more")
-    shaped = {
-        name: clean.filter(expr=f"{flag} == 1").map_batches(model_rows, batch_format="pandas",
-                                                            fn_kwargs=preprocessing.transform_kwargs())
-        for name, flag in SPLIT_FLAGS.items()
-    }
-    # val and test are read whole by every rank at every evaluation: keep them in the object store
-    # instead of re-running their pipeline each time. train stays a stream, sharded by Ray Train.
-    shaped["val"], shaped["test"] = shaped["val"].materialize(), shaped["test"].materialize()
-    return PreparedData(datasets=shaped, preprocessing=preprocessing,
-                        input_spec=InputSpec.of(preprocessing, task=data.task), rows_read=rows_read,
-                        rows_dropped=dropped, split_rows=split_rows)
+    with _named_data_errors(data):
+        source = read_source(data, seed=seed)
+        plan = plan_columns(source.schema(), data, source=data.source)
+        # Whole-dataset aggregations run as plain tasks: the default hash shuffle would first start a
+        # pool of aggregator actors (about 6 s on 2 cores) for what is a single group.
+        source.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+        tagged = source.map_batches(tag_rows, batch_format="pandas", fn_kwargs={
+            "plan": plan, "split": data.split, "seed": seed, "drop_missing": data.missing in ("drop", "reject"),
+            "drop_bad": data.bad_values == "drop", "source": data.source})
+        duplicates = 0
+        if data.deduplicate:
+            tagged, duplicates = drop_duplicates(tagged)
+        stats = measure(tagged, plan, data)
+        _check_counts(stats, data)
+        preprocessing = fitted or _fit(tagged, stats, plan, data)
+        datasets = _encoded_splits(tagged, preprocessing, data, seed=seed)
+    dropped = {why: stats.counts[flag] for flag, why in DROP_REASONS.items()} | {"duplicates": duplicates}
+    return PreparedData(datasets=datasets, preprocessing=preprocessing, input_spec=InputSpec.of(preprocessing),
+                        rows_read=stats.counts["rows"] + duplicates, dropped=dropped,
+                        missing_values={c: stats.counts[f"missing:{c}"] for c in plan.features},
+                        split_rows=stats.split_rows)
 
 
-def _fit(clean: ray.data.Dataset, *, features: list[str], label: str, classes: list) -> Preprocessing:
-    """Train-split moments (population std; a constant column keeps std 1 so it stays at 0)."""
-    train = clean.filter(expr=f"{SPLIT_FLAGS['train']} == 1")
-    moments = train.aggregate(*(Mean(f, alias_name=f"mean:{f}") for f in features),
-                              *(Std(f, ddof=0, alias_name=f"std:{f}") for f in features))
-    stds = np.asarray([moments[f"std:{f}"] or 0.0 for f in features], dtype=np.float64)
-    return Preprocessing(features=features, label_column=label,
-                         means=[float(moments[f"mean:{f}"]) for f in features],
-                         stds=np.where(stds > 0, stds, 1.0).tolist(),
-                         classes=sorted(_plain(c) for c in classes))
+def _fit(tagged: ray.data.Dataset, stats: DataStats, plan: ColumnPlan, data: DataConfig) -> Preprocessing:
+    bounds = clip_bounds(stats, plan, data)
+    moments = measure(tagged, plan, data, clip=bounds) if bounds else None
+    return fit_preprocessing(stats, plan, data, moments=moments)
 
 
-def _plain(value):
-    """numpy scalars -> Python values, so classes serialize to JSON and YAML."""
-    return value.item() if hasattr(value, "item") else value
+def _check_counts(stats: DataStats, data: DataConfig) -> None:
+    rows = stats.counts["rows"]
+    if rows == 0:
+        raise DataError(f"data.source: {data.source!r} holds no rows")
+    if stats.counts["_missing"] and data.missing == "reject":
+        raise DataError(f"data.missing is reject and {stats.counts['_missing']} of {rows} rows have a missing "
+                        "value; set data.missing to drop them or to a fill strategy")
+    if stats.split_rows["train"] == 0:
+        raise DataError(f"data.source: no training rows left out of {rows} read")
+
+
+def _encoded_splits(tagged: ray.data.Dataset, preprocessing: Preprocessing, data: DataConfig, *,
+                    seed: int) -> dict[str, ray.data.Dataset]:
+    """val and test are read whole by every rank at every evaluation: under `cache: eval` (and `all`)
+    they are kept in the object store after their first pass instead of re-running the pipeline."""
+    splits = {name: tagged.filter(expr=f"{flag} == 1").map_batches(
+        model_rows, batch_format="pandas", fn_kwargs={"preprocessing": preprocessing})
+        for name, flag in SPLIT_FLAGS.items()}
+    if data.cache in ("eval", "all"):
+        splits["val"], splits["test"] = splits["val"].materialize(), splits["test"].materialize()
+    if data.cache == "all":  # a new block order every epoch, as the file order is when streaming
+        splits["train"] = splits["train"].materialize().randomize_block_order(
+            seed=RandomSeedConfig(seed=seed, reseed_after_execution=True))
+    return splits
+
+
+@contextlib.contextmanager
+def _named_data_errors(data: DataConfig):
+    """A DataError raised in a Ray Data task arrives wrapped: raise it as itself. Any other failure
+    to read names the file pyarrow cannot read, when there is one."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as error:
+        cause = error
+        while cause is not None and not isinstance(cause, DataError):
+            cause = cause.__cause__ or getattr(cause, "cause", None)
+        if cause is not None:
+            raise DataError(str(cause)) from None
+        if unreadable := find_unreadable_file(data):
+            raise unreadable from None
+        raise

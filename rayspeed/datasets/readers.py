@@ -1,31 +1,63 @@
 """Turns `data.source` into a Ray Dataset: a built-in table, or parquet/CSV/JSON-lines files."""
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.fs as pafs
+import pyarrow.json as pa_json
+import pyarrow.parquet as pa_parquet
 import ray.data
+from ray.data import FileShuffleConfig
 
 from rayspeed.config.data import DataConfig, has_uri_scheme, infer_format
 from rayspeed.datasets.builtin import load_builtin
 from rayspeed.errors import DataError
 
+# An empty CSV cell is a missing value for text columns too (pyarrow reads it as "" otherwise).
+CSV_CONVERT = pa_csv.ConvertOptions(strings_can_be_null=True)
 READERS = {
     "parquet": ray.data.read_parquet,
-    # An empty CSV cell is a missing value for text columns too (pyarrow reads it as "" otherwise).
-    "csv": lambda source: ray.data.read_csv(source, convert_options=pa_csv.ConvertOptions(strings_can_be_null=True)),
+    "csv": lambda source, **options: ray.data.read_csv(source, convert_options=CSV_CONVERT, **options),
     "json": ray.data.read_json,
+}
+# The same formats read by pyarrow alone, one file at a time, to find the file a failed read choked on.
+FILE_READERS = {
+    "parquet": pa_parquet.read_table,
+    "csv": lambda file: pa_csv.read_csv(file, convert_options=CSV_CONVERT),
+    "json": pa_json.read_json,
 }
 
 
-def read_source(data: DataConfig) -> ray.data.Dataset:
-    """Lazily reads the source; local paths and URIs (s3://, gs://, ...) go through pyarrow.fs."""
+def read_source(data: DataConfig, *, seed: int) -> ray.data.Dataset:
+    """Lazily reads the source; local paths and URIs (s3://, gs://, ...) go through pyarrow.fs. Each
+    row keeps the file it came from (`columns.PATH_COLUMN`), and every pass over the files takes
+    them in a new order, derived from `seed` (an epoch of files sorted by label is still mixed)."""
     if data.is_builtin:
         return ray.data.from_pandas(load_builtin(data.source))
     try:
-        return READERS[resolve_format(data)](data.source)
+        return READERS[resolve_format(data)](
+            data.source, include_paths=True, shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True))
     except (FileNotFoundError, OSError, pa.ArrowInvalid) as error:
         raise DataError(f"data.source: cannot read {data.source!r}: {error}") from error
+
+
+def find_unreadable_file(data: DataConfig) -> DataError | None:
+    """After Ray failed to read the source: the first file pyarrow cannot read either, as an error
+    naming it (Ray's read errors do not say which file)."""
+    if data.is_builtin:
+        return None
+    filesystem, path = _filesystem(data.source)
+    info = filesystem.get_file_info(path)
+    files = [path] if info.type == pafs.FileType.File else sorted(
+        entry.path for entry in filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
+        if entry.type == pafs.FileType.File)
+    reader = FILE_READERS[resolve_format(data)]
+    for file in files:
+        try:
+            with filesystem.open_input_file(file) as stream:
+                reader(stream)
+        except (OSError, pa.ArrowInvalid) as error:
+            return DataError(f"data.source: cannot read {file}: {error}")
+    return None
 
 
 def resolve_format(data: DataConfig) -> str:
@@ -37,8 +69,7 @@ def resolve_format(data: DataConfig) -> str:
     if data.format != "auto":
         return data.format
     try:
-        filesystem, path = pafs.FileSystem.from_uri(data.source) if has_uri_scheme(data.source) else (
-            pafs.LocalFileSystem(), data.source)
+        filesystem, path = _filesystem(data.source)
         info = filesystem.get_file_info(path)
         listing = [] if info.type == pafs.FileType.File else [
             entry.base_name for entry in filesystem.get_file_info(pafs.FileSelector(path))]
@@ -50,33 +81,5 @@ def resolve_format(data: DataConfig) -> str:
     return found
 
 
-def feature_columns(schema: ray.data.Schema, data: DataConfig) -> list[str]:
-    """The model's input columns, checked to exist and be numeric.
-
-    Raises:
-        DataError: naming the missing or non-numeric columns and the field that asked for them.
-    """
-    names = list(schema.names)
-    wanted = [data.label_column, *(data.feature_columns or [])]
-    absent = [c for c in wanted if c not in names]
-    if absent:
-        field = "data.label_column" if data.label_column in absent else "data.feature_columns"
-        raise DataError(f"{field}: column(s) {absent} not in {data.source!r} (it has {names})")
-    features = data.feature_columns or [c for c in names if c != data.label_column]
-    types = dict(zip(names, schema.types, strict=True))
-    non_numeric = [c for c in features if not _is_numeric(types[c])]
-    if non_numeric:
-        raise DataError(
-            f"data.feature_columns: {non_numeric} are not numeric; list only numeric columns "
-            "in data.feature_columns"
-        )
-    if not features:
-        raise DataError(f"data.feature_columns: {data.source!r} has no column besides the label")
-    return features
-
-
-def _is_numeric(kind) -> bool:
-    """Ray reports pyarrow types for Arrow blocks and numpy dtypes for pandas blocks."""
-    if isinstance(kind, pa.DataType):
-        return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-    return np.issubdtype(np.dtype(kind), np.number) or np.issubdtype(np.dtype(kind), np.bool_)
+def _filesystem(source: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(source) if has_uri_scheme(source) else (pafs.LocalFileSystem(), source)

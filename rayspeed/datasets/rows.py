@@ -1,60 +1,94 @@
-"""Pure per-batch functions of the pipeline: tag rows (missing, split, hash) and shape model inputs.
-
-Kept free of Ray so they are unit-testable on plain DataFrames.
+"""Pure per-batch functions of the pipeline: coerce each column to its kind and tag every row with
+its split, its content hash and what is wrong with it. Kept free of Ray so they are unit-testable.
 """
 
 import numpy as np
 import pandas as pd
 
+from rayspeed.config.data import SplitFractions
+from rayspeed.datasets.columns import PATH_COLUMN, ColumnPlan
+from rayspeed.errors import DataError
+
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 SPLIT_FLAGS = {name: f"_in_{name}" for name in SPLIT_CODES}
+# Why a row is not used (each row is counted under the first that applies), and the usable flag.
+DROP_FLAGS = ("_bad", "_no_label", "_missing")
 
 
-def tag_rows(batch: pd.DataFrame, *, columns: list[str], fractions: tuple[float, float], seed: int):
-    """Keeps `columns`, and adds `_missing`, `_split`, one `_in_<split>` flag per split, and `_hash`.
+def tag_rows(batch: pd.DataFrame, *, plan: ColumnPlan, split: SplitFractions, seed: int, drop_missing: bool,
+             drop_bad: bool, source: str) -> pd.DataFrame:
+    """The plan's columns coerced to their kinds (numbers float64, categories and text labels strings),
+    plus `_split`, one `_in_<split>` flag per split for usable rows, the drop flags and `_hash`.
 
     The split is a function of the row's values and the seed alone, so it depends neither on file
-    order nor on how the data was cut into blocks (see `canonical_values`), and identical rows always
-    land in the same split (no leakage). Rows with a missing value get no split flag.
+    order nor on how the data was cut into blocks, and identical rows always land in the same split
+    (no leakage).
+
+    Raises:
+        DataError: a value that is not of its column's kind, unless `drop_bad`; names file and column.
     """
-    frame = batch[columns]
-    hashes = pd.util.hash_pandas_object(canonical_values(frame), index=False, hash_key=_hash_key(seed)).to_numpy()
-    unit = (hashes >> np.uint64(11)).astype(np.float64) / float(2**53)  # top 53 bits -> [0, 1)
-    train_cut, val_cut = fractions[0], fractions[0] + fractions[1]
-    split = np.where(unit < train_cut, 0, np.where(unit < val_cut, 1, 2)).astype(np.int8)
-    missing = frame.isna().any(axis=1).to_numpy()
-    flags = {flag: ((split == SPLIT_CODES[name]) & ~missing).astype(np.int8) for name, flag in SPLIT_FLAGS.items()}
+    frame = pd.DataFrame({name: _coerce(batch, name, numeric=_is_numeric(plan, name)) for name in plan.columns},
+                         index=batch.index)
+    bad = _bad_values(batch, frame, plan)
+    if bad.any().any() and not drop_bad:
+        column = bad.columns[bad.any()][0]
+        row = bad.index[bad[column]][0]
+        path = batch[PATH_COLUMN][row] if PATH_COLUMN in batch else source
+        kind = "a number" if _is_numeric(plan, column) else "text"
+        raise DataError(f"data.source: {path}: column {column!r} holds {batch[column][row]!r}, not {kind}; "
+                        "set data.bad_values: drop to skip such rows")
+    hashes = pd.util.hash_pandas_object(frame, index=False, hash_key=_hash_key(seed)).to_numpy()
+    codes = split_codes((hashes >> np.uint64(11)).astype(np.float64) / float(2**53), split)  # top 53 bits
+    flags = {"_bad": bad.any(axis=1).to_numpy(), "_no_label": frame[plan.label].isna().to_numpy(),
+             "_missing": frame[plan.features].isna().any(axis=1).to_numpy() & drop_missing}
+    first = np.zeros(len(frame), dtype=bool)  # a row is counted under the first reason only
+    for name, flag in flags.items():
+        flags[name] = flag & ~first
+        first |= flag
+    usable = ~first
     return frame.assign(
-        _missing=missing.astype(np.int8),
-        _split=split,
-        **flags,
+        _split=codes, **{name: flag.astype(np.int8) for name, flag in flags.items()},
+        _usable=usable.astype(np.int8),
+        **{flag: ((codes == SPLIT_CODES[name]) & usable).astype(np.int8) for name, flag in SPLIT_FLAGS.items()},
         _hash=(hashes >> np.uint64(1)).astype(np.int64),  # non-negative, used to share val/test by rank
     )
 
 
-def canonical_values(frame: pd.DataFrame) -> pd.DataFrame:
-    """The same values with the same dtypes whatever the block: every numeric or boolean column as
-    float64 (an integer column with a null in one block arrives there as float64, and `1` and `1.0`
-    hash differently), an all-null column as float64 NaN, anything else as strings."""
-    columns = {}
-    for name in frame.columns:
-        column = frame[name]
-        if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column) or column.isna().all():
-            columns[name] = pd.to_numeric(column, errors="coerce").astype("float64")
-        else:
-            columns[name] = column.astype("string")
-    return pd.DataFrame(columns, index=frame.index)
+def split_codes(unit: np.ndarray, split: SplitFractions) -> np.ndarray:
+    """Split of each row from its hash in [0, 1): test is the top `test` share either way; the rest is
+    cut at the train fraction, or into `folds` equal folds of which `fold` is val."""
+    test_from = 1.0 - split.test
+    if split.folds is None:
+        inner = np.where(unit < split.train, 0, 1)
+    else:
+        fold = np.minimum((unit / test_from * split.folds).astype(np.int64), split.folds - 1)
+        inner = np.where(fold == split.fold, 1, 0)
+    return np.where(unit >= test_from, 2, inner).astype(np.int8)
 
 
-def model_rows(batch: pd.DataFrame, *, features: list[str], label: str, means: np.ndarray,
-               stds: np.ndarray, class_index: dict) -> dict[str, np.ndarray]:
-    """Standardized float32 feature matrix, class index labels, and the row hash."""
-    values = batch[features].to_numpy(dtype=np.float64)
-    return {
-        "features": ((values - means) / stds).astype(np.float32),
-        "label": batch[label].map(class_index).to_numpy(dtype=np.int64),
-        "row_hash": batch["_hash"].to_numpy(dtype=np.int64),
-    }
+def _is_numeric(plan: ColumnPlan, name: str) -> bool:
+    return plan.numeric_label if name == plan.label else name not in plan.categorical
+
+
+def _coerce(batch: pd.DataFrame, name: str, *, numeric: bool) -> pd.Series:
+    """The same values with the same dtype whatever the block: numbers (and booleans) as float64
+    (an integer column with a null in one block arrives there as float64, and `1` and `1.0` hash
+    differently), categories as strings. A value that does not parse becomes missing here and is
+    reported by `_bad_values`."""
+    column = batch[name]
+    if numeric:
+        if pd.api.types.is_bool_dtype(column):
+            column = column.astype("float64")
+        return pd.to_numeric(column, errors="coerce").astype("float64")
+    if pd.api.types.is_float_dtype(column):  # categories that are numbers: 3 and 3.0 are the same code
+        column = column.astype("Int64") if (column.dropna() % 1 == 0).all() else column
+    return column.astype("string")
+
+
+def _bad_values(batch: pd.DataFrame, frame: pd.DataFrame, plan: ColumnPlan) -> pd.DataFrame:
+    """True where a value was present in the source but did not parse as its column's kind."""
+    return pd.DataFrame({name: frame[name].isna().to_numpy() & batch[name].notna().to_numpy()
+                         for name in plan.columns}, index=batch.index)
 
 
 def _hash_key(seed: int) -> str:

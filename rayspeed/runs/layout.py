@@ -5,8 +5,9 @@ from pathlib import Path
 CONFIG_FILE = "config.yaml"  # the resolved config the run started with, secrets removed
 IDENTITY_FILE = "rayspeed.json"  # the run's identity: W&B run id, who claimed it and when
 METRICS_FILE = "metrics.jsonl"  # one row per logged step
-PREPROCESSING_FILE = "preprocessing.json"  # fitted on the train split: features, means/stds, classes
+PREPROCESSING_FILE = "preprocessing.json"  # fitted on the train split: fills, clips, means/stds, vocabularies, classes
 INPUT_SPEC_FILE = "input_spec.json"  # what the model takes and gives: features, shapes, classes, task
+DATA_REPORT_FILE = "data_report.json"  # rows read, dropped (by reason), missing values per column, split sizes
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "rayspeed.log"  # everything Ray, Ray Data and DeepSpeed printed, plus rayspeed's own lines
 LOSS_CURVES_FILE = "loss_curves.png"

@@ -14,6 +14,7 @@ def loss_curves(rows: list[dict], *, title: str) -> bytes:
     val = [r for r in rows if "val_loss" in r]
     if val:
         axis.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val loss")
+    if val and "val_accuracy" in val[0]:
         accuracy = axis.twinx()
         accuracy.plot([r["step"] for r in val], [r["val_accuracy"] for r in val], "s--", color="tab:green",
                       label="val accuracy")
@@ -21,7 +22,8 @@ def loss_curves(rows: list[dict], *, title: str) -> bytes:
         accuracy.set_ylim(0, 1)
         accuracy.legend(loc="center right")
     axis.set_xlabel("optimizer step")
-    axis.set_ylabel("cross-entropy loss")
+    classifying = not val or "val_accuracy" in val[0]
+    axis.set_ylabel("cross-entropy loss" if classifying else "mean squared error (standardized target)")
     axis.set_title(title)
     axis.legend(loc="upper right")
     return png(figure)

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rayspeed.runs.output import Terminal, python_stderr_to
 
-LINE_METRICS = ("val_loss", "val_accuracy", "test_loss", "test_accuracy")
+LINE_METRICS = ("val_loss", "val_accuracy", "val_rmse", "test_loss", "test_accuracy", "test_rmse")
 
 
 class RunObserver(Protocol):
@@ -68,6 +68,8 @@ class ProgressDisplay:
     def on_row(self, row: dict, *, epoch_end: bool, checkpoint: bool) -> None:
         if "val_accuracy" in row:
             self._last_val = f"val_acc {row['val_accuracy']:.4f}"
+        elif "val_rmse" in row:
+            self._last_val = f"val_rmse {row['val_rmse']:.4g}"
         elif "val_loss" in row:
             self._last_val = f"val_loss {row['val_loss']:.4f}"
         if self._bar is not None:

@@ -8,7 +8,8 @@ from rayspeed.runs.layout import CONFUSION_MATRIX_FILE, LOG_FILE, LOSS_CURVES_FI
 from rayspeed.runs.metrics_log import read_metrics
 from rayspeed.runs.storage import RunStorage
 
-SHOWN_METRICS = ("train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+SHOWN_METRICS = ("train_loss", "val_loss", "val_accuracy", "val_rmse", "val_r2", "test_loss", "test_accuracy",
+                 "test_rmse", "test_r2")
 
 
 @dataclass(frozen=True)

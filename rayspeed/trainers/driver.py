@@ -19,7 +19,14 @@ from rayspeed.config.redact import redact
 from rayspeed.datasets import PreparedData, Preprocessing, build_datasets
 from rayspeed.errors import TrainingFailed
 from rayspeed.runs.guard import RunStart
-from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE, RAY_SNAPSHOT, WARM_START_DIR, local_run_dir
+from rayspeed.runs.layout import (
+    DATA_REPORT_FILE,
+    INPUT_SPEC_FILE,
+    PREPROCESSING_FILE,
+    RAY_SNAPSHOT,
+    WARM_START_DIR,
+    local_run_dir,
+)
 from rayspeed.runs.metrics_log import MetricsLog
 from rayspeed.runs.progress import RunObserver
 from rayspeed.runs.storage import RunStorage
@@ -68,6 +75,7 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
           f"on {cfg.scaling.num_workers} workers")
     _save_once(storage, PREPROCESSING_FILE, prepared.preprocessing.to_dict())
     _save_once(storage, INPUT_SPEC_FILE, spec.to_dict())
+    _save_once(storage, DATA_REPORT_FILE, prepared.report())
     metrics = MetricsLog(storage)
     if start.resuming:
         metrics.append(_rows_of_latest_checkpoint(storage))  # a driver killed before committing them

@@ -1,6 +1,6 @@
 """What is being learned, as the loop and evaluation need it: the head size, how a batch becomes
-model inputs, the loss, and the metrics of a split. Classification today; regression and language
-modelling plug in here (their inputs decide their own casting: token ids are never cast to bf16).
+model inputs, the loss, and the metrics of a split. Classification and regression; language
+modelling plugs in here (its inputs decide their own casting: token ids are never cast to bf16).
 """
 
 from typing import Protocol
@@ -67,7 +67,43 @@ class Classification:
         return metrics
 
 
-TASKS = {"classification": Classification}
+class Regression:
+    """One output predicting the standardized target; mean squared error; errors reported in the
+    target's own units (rmse, mae) and r2."""
+
+    name = "regression"
+
+    def __init__(self, spec: InputSpec):
+        self._scale = spec.target_std
+
+    def output_size(self, spec: InputSpec) -> int:
+        return 1
+
+    def inputs(self, batch: dict, *, dtype: torch.dtype) -> torch.Tensor:
+        return batch["features"].to(dtype)
+
+    def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        return F.mse_loss(outputs.float().squeeze(-1), batch["label"])
+
+    def new_totals(self, *, device) -> torch.Tensor:
+        """[squared error sum, absolute error sum, rows, target sum, target square sum] (standardized)."""
+        return torch.zeros(5, dtype=torch.float64, device=device)
+
+    def add_to_totals(self, totals: torch.Tensor, outputs: torch.Tensor, batch: dict) -> None:
+        target = batch["label"].double()
+        error = outputs.double().squeeze(-1) - target
+        totals += torch.stack([error.square().sum(), error.abs().sum(), totals.new_tensor(target.numel()),
+                               target.sum(), target.square().sum()])
+
+    def metrics(self, totals: torch.Tensor, *, split: str, with_details: bool) -> dict:
+        squared, absolute, rows, total, square = totals.tolist()
+        rows = max(rows, 1)
+        spread = square - total * total / rows
+        return {f"{split}_loss": squared / rows, f"{split}_rmse": (squared / rows) ** 0.5 * self._scale,
+                f"{split}_mae": absolute / rows * self._scale, f"{split}_r2": 1 - squared / spread if spread else 0.0}
+
+
+TASKS = {"classification": Classification, "regression": Regression}
 
 
 def task_for(spec: InputSpec) -> Task:

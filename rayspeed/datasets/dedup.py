@@ -1,0 +1,35 @@
+"""Duplicate rows: rows identical in every used column share their content hash, so one grouped
+count over `_hash` finds them (a shuffle of the hashes only), and one copy of each is kept."""
+
+import numpy as np
+import pandas as pd
+import ray.data
+from ray.data.aggregate import Count
+
+
+def drop_duplicates(tagged: ray.data.Dataset) -> tuple[ray.data.Dataset, int]:
+    """The rows with each duplicated row kept once, and how many copies were dropped.
+
+    The duplicated rows' single copies are kept in the object store: they are usually few.
+    """
+    counts = (tagged.select_columns(["_hash"]).groupby("_hash").aggregate(Count(alias_name="copies"))
+              .filter(expr="copies > 1").to_pandas())
+    if counts.empty:
+        return tagged, 0
+    hashes = np.sort(counts["_hash"].to_numpy())
+    singles = tagged.map_batches(_without, batch_format="pandas", fn_kwargs={"hashes": hashes})
+    copies = (tagged.map_batches(_only, batch_format="pandas", fn_kwargs={"hashes": hashes})
+              .groupby("_hash").map_groups(_first, batch_format="pandas").materialize())
+    return singles.union(copies), int((counts["copies"] - 1).sum())
+
+
+def _without(batch: pd.DataFrame, *, hashes: np.ndarray) -> pd.DataFrame:
+    return batch[~batch["_hash"].isin(hashes)]
+
+
+def _only(batch: pd.DataFrame, *, hashes: np.ndarray) -> pd.DataFrame:
+    return batch[batch["_hash"].isin(hashes)]
+
+
+def _first(group: pd.DataFrame) -> pd.DataFrame:
+    return group.iloc[:1]
