@@ -23,10 +23,10 @@ def frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
                          "species": rng.choice(["cat", "dog", "eel"], rows)})
 
 
-def tag(data: pd.DataFrame, plan: ColumnPlan = PLAN, split: SplitFractions = SplitFractions(), seed: int = 0,
-        **kwargs) -> pd.DataFrame:
-    return tag_rows(data, plan=plan, split=split, seed=seed, drop_missing=kwargs.get("drop_missing", True),
-                    drop_bad=kwargs.get("drop_bad", False), source="test")
+def tag(data: pd.DataFrame, plan: ColumnPlan = PLAN, split: SplitFractions | None = None, seed: int = 0,
+        drop_bad: bool = False) -> pd.DataFrame:
+    return tag_rows(data, plan=plan, split=split or SplitFractions(), seed=seed, drop_missing=True,
+                    drop_bad=drop_bad, source="test")
 
 
 def test_split_depends_on_row_content_not_order():
@@ -158,7 +158,8 @@ def test_text_columns_are_one_hot_encoded_with_train_vocabulary_and_fills(ray_se
     assert abs(x.fill) < 0.1 and x.clip[1] < 4  # the train median, and a high bound below the outlier
     assert prepared.input_spec.features == ["x", f"color={UNKNOWN}", "color=red", "color=green", "color=blue",
                                             f"code={UNKNOWN}", *(f"code={v}" for v in code.vocabulary)]
-    batch = pd.DataFrame({"x": [np.nan, 1e6], "color": ["teal", None], "code": ["2", "9"], "y": [1, 0], "_hash": [1, 2]})
+    batch = pd.DataFrame({"x": [np.nan, 1e6], "color": ["teal", None], "code": ["2", "9"], "y": [1, 0],
+                          "_hash": [1, 2]})
     encoded = model_rows(batch.astype({"color": "string", "code": "string"}), preprocessing=fitted)
     features = encoded["features"]
     assert features[0, 0] == pytest.approx((x.fill - x.mean) / x.std, rel=1e-5)
