@@ -68,3 +68,16 @@ def test_model_that_cannot_hold_the_data_is_a_config_error_that_frees_the_run_na
     assert "model.args.image_shape: [1, 4, 4] does not hold the data's 64 features" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs" / "tiny").exists()  # the corrected config may use the name
+
+
+@pytest.mark.ray
+def test_bad_data_is_one_line_naming_file_and_column_and_leaves_no_run(tmp_path, ray_address):
+    table = tmp_path / "rows.csv"
+    table.write_text("x,label\n" + "".join(f"{i}.5,{'ab'[i % 2]}\n" for i in range(30)) + "lots,a\n")
+    config = experiment(tmp_path, data={"source": str(table)})
+    result = subprocess.run([sys.executable, "-m", "rayspeed", "train", str(config), "--address", ray_address],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 2, result.stderr
+    assert f"data.source: {table}: column 'x' holds 'lots', not a number" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs" / "tiny").exists()  # nothing a later run could take for a checkpoint

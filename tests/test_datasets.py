@@ -23,10 +23,9 @@ def frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
                          "species": rng.choice(["cat", "dog", "eel"], rows)})
 
 
-def tag(data: pd.DataFrame, plan: ColumnPlan = PLAN, split: SplitFractions | None = None, seed: int = 0,
-        drop_bad: bool = False) -> pd.DataFrame:
-    return tag_rows(data, plan=plan, split=split or SplitFractions(), seed=seed, drop_missing=True,
-                    drop_bad=drop_bad, source="test")
+def tag(data: pd.DataFrame, plan: ColumnPlan = PLAN, split: SplitFractions | None = None, seed: int = 0
+        ) -> pd.DataFrame:
+    return tag_rows(data, plan=plan, split=split or SplitFractions(), seed=seed, drop_missing=True, source="test")
 
 
 def test_split_depends_on_row_content_not_order():
@@ -78,7 +77,7 @@ def test_multi_file_input_with_nulls_splits_the_same_for_any_block_size(ray_sess
         tagged = ray.data.read_csv(str(directory), override_num_blocks=blocks).map_batches(
             tag_rows, batch_format="pandas", fn_kwargs={
                 "plan": plan, "split": SplitFractions(train=0.5, val=0.25, test=0.25), "seed": 1,
-                "drop_missing": True, "drop_bad": False, "source": str(directory)})
+                "drop_missing": True, "source": str(directory)})
         rows = tagged.to_pandas()
         splits.append(rows[rows["_usable"] == 1].sort_values("id").set_index("id")["_split"])
     assert len(splits[0]) == 299 and splits[0].equals(splits[1])
@@ -205,3 +204,44 @@ def test_folds_of_a_real_pipeline_are_disjoint_and_cover_the_data(ray_session, t
         seen.append((val, train | val))
     assert not (seen[0][0] & seen[1][0]) and not (seen[1][0] & seen[2][0]) and not (seen[0][0] & seen[2][0])
     assert seen[0][0] | seen[1][0] | seen[2][0] == seen[0][1] == seen[1][1]
+
+
+@pytest.fixture
+def two_files(tmp_path):
+    directory = tmp_path / "parts"
+    directory.mkdir()
+    for part in range(2):
+        frame(200, seed=part).to_csv(directory / f"part{part}.csv", index=False)
+    return directory
+
+
+def test_a_malformed_file_is_named(ray_session, two_files):
+    with (two_files / "part1.csv").open("a") as broken:
+        broken.write("1.0,2.0,cat,surplus,fields\n")
+    with pytest.raises(DataError, match=r"data.source: cannot read .*part1\.csv: CSV parse error"):
+        build_datasets(DataConfig(source=str(two_files), label_column="species"), seed=0)
+
+
+def test_a_value_of_the_wrong_type_names_file_and_column_or_is_dropped_and_counted(ray_session, two_files):
+    with (two_files / "part1.csv").open("a") as wrong:
+        wrong.write("n/a!,2.0,cat\n")
+    config = DataConfig(source=str(two_files), label_column="species")
+    with pytest.raises(DataError, match=r"data.source: .*part1\.csv: column 'a' holds 'n/a!', not a number \(1 rows "
+                                        r"have such values\); set data.bad_values: drop"):
+        build_datasets(config, seed=0)
+    prepared = build_datasets(config.model_copy(update={"bad_values": "drop"}), seed=0)
+    assert prepared.rows_read == 401 and prepared.dropped["bad values"] == 1
+    assert sum(prepared.split_rows.values()) == 400
+
+
+def test_an_empty_source_and_an_absent_label_are_named(ray_session, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("a,b,species\n")
+    with pytest.raises(DataError, match=r"data.source: '.*empty\.csv' holds no rows"):
+        build_datasets(DataConfig(source=str(empty), label_column="species"), seed=0)
+    table = tmp_path / "t.csv"
+    frame(50).to_csv(table, index=False)
+    with pytest.raises(DataError, match=r"data.label_column: column\(s\) \['kind'\] not in '.*t\.csv'"):
+        build_datasets(DataConfig(source=str(table), label_column="kind"), seed=0)
+    with pytest.raises(DataError, match="data.label_column: 'species' is text; regression needs a numeric target"):
+        build_datasets(DataConfig(source=str(table), label_column="species", task="regression"), seed=0)

@@ -2,15 +2,17 @@
 
 from dataclasses import dataclass
 
-import numpy as np
-import pyarrow as pa
-import ray.data
+import pandas as pd
 
 from rayspeed.config.data import DataConfig
 from rayspeed.errors import DataError
 
 # The file each row came from (Ray's `include_paths`), so bad values can name it.
 PATH_COLUMN = "path"
+# A text column is a number column with bad values when at least this share of its values are numbers.
+NUMERIC_SHARE = 0.9
+# Rows looked at to decide each column's kind.
+SAMPLE_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -35,14 +37,17 @@ class ColumnPlan:
         return [*self.features, self.label]
 
 
-def plan_columns(schema: ray.data.Schema, data: DataConfig, *, source: str) -> ColumnPlan:
-    """Numbers are standardized, text one-hot encoded; anything else must be left out.
+def plan_columns(sample: pd.DataFrame, data: DataConfig, *, source: str) -> ColumnPlan:
+    """Numbers are standardized, text one-hot encoded; anything else must be left out. Kinds come from
+    the first rows' values, not only their types: a text column whose values are nearly all numbers
+    is a number column with a few bad values (CSV readers type a whole file as text for one of them).
 
     Raises:
         DataError: naming the absent or unusable columns and the field that asked for them.
     """
-    names = [n for n in schema.names if n != PATH_COLUMN]
-    types = dict(zip(schema.names, schema.types, strict=True))
+    if sample.empty:
+        raise DataError(f"data.source: {source!r} holds no rows")
+    names = [n for n in sample.columns if n != PATH_COLUMN]
     wanted = {"data.label_column": [data.label_column], "data.feature_columns": data.feature_columns or [],
               "data.categorical_columns": data.categorical_columns}
     for field, columns in wanted.items():
@@ -54,28 +59,26 @@ def plan_columns(schema: ray.data.Schema, data: DataConfig, *, source: str) -> C
     features = data.feature_columns or [c for c in names if c != data.label_column]
     if not features:
         raise DataError(f"data.feature_columns: {source!r} has no column besides the label")
-    if unusable := [f"{c} ({types[c]})" for c in features if _kind(types[c]) is None]:
+    kinds = {c: _kind(sample[c]) for c in [*features, data.label_column]}
+    if unusable := [f"{c} ({sample[c].dtype})" for c in features if kinds[c] is None]:
         raise DataError(f"data.feature_columns: {', '.join(unusable)} can be neither numbers nor categories; "
                         "list the columns to use in data.feature_columns")
-    label_kind = _kind(types[data.label_column])
-    if data.task == "regression" and label_kind != "number":
-        raise DataError(f"data.label_column: {data.label_column!r} is {types[data.label_column]}; "
-                        "regression needs a numeric target")
-    text = {c for c in features if _kind(types[c]) == "text"}
+    if data.task == "regression" and kinds[data.label_column] != "number":
+        raise DataError(f"data.label_column: {data.label_column!r} is text; regression needs a numeric target")
+    text = {c for c in features if kinds[c] == "text"}
     return ColumnPlan(label=data.label_column, features=features,
                       categorical=frozenset(text | set(data.categorical_columns)),
-                      numeric_label=label_kind == "number")
+                      numeric_label=kinds[data.label_column] == "number")
 
 
-def _kind(kind) -> str | None:
-    """'number', 'text' or None. Ray reports pyarrow types for Arrow blocks, numpy dtypes for pandas."""
-    if isinstance(kind, pa.DataType):
-        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-            return "number"
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
-            return "text"
-        return "number" if pa.types.is_null(kind) else None  # an all-empty column
-    dtype = np.dtype(kind)
-    if np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_):
+def _kind(column: pd.Series) -> str | None:
+    """'number', 'text' or None (lists, binary, dates: nothing rayspeed encodes)."""
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column) or column.isna().all():
         return "number"
-    return "text" if dtype == np.dtype(object) else None
+    if not (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)):
+        return None
+    present = column.dropna()
+    if not present.map(lambda value: isinstance(value, (str, int, float, bool))).all():
+        return None
+    numbers = pd.to_numeric(present.astype(object), errors="coerce").notna().mean()  # arrow: NaN is not NA
+    return "number" if numbers >= NUMERIC_SHARE else "text"

@@ -11,7 +11,7 @@ from ray.data import RandomSeedConfig
 from ray.data.context import ShuffleStrategy
 
 from rayspeed.config.data import DataConfig
-from rayspeed.datasets.columns import ColumnPlan, plan_columns
+from rayspeed.datasets.columns import SAMPLE_ROWS, ColumnPlan, plan_columns
 from rayspeed.datasets.dedup import drop_duplicates
 from rayspeed.datasets.encoding import model_rows
 from rayspeed.datasets.fitting import clip_bounds, fit_preprocessing
@@ -71,13 +71,13 @@ def build_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | None 
     """
     with _named_data_errors(data):
         source = read_source(data, seed=seed)
-        plan = plan_columns(source.schema(), data, source=data.source)
+        plan = plan_columns(source.limit(SAMPLE_ROWS).to_pandas(), data, source=data.source)
         # Whole-dataset aggregations run as plain tasks: the default hash shuffle would first start a
         # pool of aggregator actors (about 6 s on 2 cores) for what is a single group.
         source.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
         tagged = source.map_batches(tag_rows, batch_format="pandas", fn_kwargs={
             "plan": plan, "split": data.split, "seed": seed, "drop_missing": data.missing in ("drop", "reject"),
-            "drop_bad": data.bad_values == "drop", "source": data.source})
+            "source": data.source})
         duplicates = 0
         if data.deduplicate:
             tagged, duplicates = drop_duplicates(tagged)
@@ -102,6 +102,9 @@ def _check_counts(stats: DataStats, data: DataConfig) -> None:
     rows = stats.counts["rows"]
     if rows == 0:
         raise DataError(f"data.source: {data.source!r} holds no rows")
+    if stats.counts["_bad"] and data.bad_values == "reject":
+        raise DataError(f"data.source: {stats.values['first_bad_value']}, not a number ({stats.counts['_bad']} "
+                        "rows have such values); set data.bad_values: drop to skip them")
     if stats.counts["_missing"] and data.missing == "reject":
         raise DataError(f"data.missing is reject and {stats.counts['_missing']} of {rows} rows have a missing "
                         "value; set data.missing to drop them or to a fill strategy")
@@ -126,18 +129,12 @@ def _encoded_splits(tagged: ray.data.Dataset, preprocessing: Preprocessing, data
 
 @contextlib.contextmanager
 def _named_data_errors(data: DataConfig):
-    """A DataError raised in a Ray Data task arrives wrapped: raise it as itself. Any other failure
-    to read names the file pyarrow cannot read, when there is one."""
+    """A failure to read names the file pyarrow cannot read, when there is one."""
     try:
         yield
     except DataError:
         raise
-    except Exception as error:
-        cause = error
-        while cause is not None and not isinstance(cause, DataError):
-            cause = cause.__cause__ or getattr(cause, "cause", None)
-        if cause is not None:
-            raise DataError(str(cause)) from None
+    except Exception:
         if unreadable := find_unreadable_file(data):
             raise unreadable from None
         raise

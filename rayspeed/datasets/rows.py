@@ -7,7 +7,6 @@ import pandas as pd
 
 from rayspeed.config.data import SplitFractions
 from rayspeed.datasets.columns import PATH_COLUMN, ColumnPlan
-from rayspeed.errors import DataError
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 SPLIT_FLAGS = {name: f"_in_{name}" for name in SPLIT_CODES}
@@ -16,27 +15,19 @@ DROP_FLAGS = ("_bad", "_no_label", "_missing")
 
 
 def tag_rows(batch: pd.DataFrame, *, plan: ColumnPlan, split: SplitFractions, seed: int, drop_missing: bool,
-             drop_bad: bool, source: str) -> pd.DataFrame:
+             source: str) -> pd.DataFrame:
     """The plan's columns coerced to their kinds (numbers float64, categories and text labels strings),
-    plus `_split`, one `_in_<split>` flag per split for usable rows, the drop flags and `_hash`.
+    plus `_split`, one `_in_<split>` flag per split for usable rows, the drop flags, `_hash`, and
+    `_bad_value` saying where a row's value that is not a number came from (the driver decides
+    whether that fails the run: errors raised here would reach it without their message).
 
     The split is a function of the row's values and the seed alone, so it depends neither on file
     order nor on how the data was cut into blocks, and identical rows always land in the same split
     (no leakage).
-
-    Raises:
-        DataError: a value that is not of its column's kind, unless `drop_bad`; names file and column.
     """
     frame = pd.DataFrame({name: _coerce(batch, name, numeric=_is_numeric(plan, name)) for name in plan.columns},
                          index=batch.index)
     bad = _bad_values(batch, frame, plan)
-    if bad.any().any() and not drop_bad:
-        column = bad.columns[bad.any()][0]
-        row = bad.index[bad[column]][0]
-        path = batch[PATH_COLUMN][row] if PATH_COLUMN in batch else source
-        kind = "a number" if _is_numeric(plan, column) else "text"
-        raise DataError(f"data.source: {path}: column {column!r} holds {batch[column][row]!r}, not {kind}; "
-                        "set data.bad_values: drop to skip such rows")
     hashes = pd.util.hash_pandas_object(frame, index=False, hash_key=_hash_key(seed)).to_numpy()
     codes = split_codes((hashes >> np.uint64(11)).astype(np.float64) / float(2**53), split)  # top 53 bits
     flags = {"_bad": bad.any(axis=1).to_numpy(), "_no_label": frame[plan.label].isna().to_numpy(),
@@ -51,7 +42,18 @@ def tag_rows(batch: pd.DataFrame, *, plan: ColumnPlan, split: SplitFractions, se
         _usable=usable.astype(np.int8),
         **{flag: ((codes == SPLIT_CODES[name]) & usable).astype(np.int8) for name, flag in SPLIT_FLAGS.items()},
         _hash=(hashes >> np.uint64(1)).astype(np.int64),  # non-negative, used to share val/test by rank
+        _bad_value=_describe_bad(batch, bad, source=source),
     )
+
+
+def _describe_bad(batch: pd.DataFrame, bad: pd.DataFrame, *, source: str) -> pd.Series:
+    """"<file>: column 'x' holds 'abc'" for the first bad value of each bad row, missing elsewhere."""
+    described = pd.Series(pd.NA, index=batch.index, dtype="string")
+    paths = batch[PATH_COLUMN] if PATH_COLUMN in batch else pd.Series(source, index=batch.index)
+    for column in reversed(bad.columns):  # the first bad column of a row wins
+        rows = bad.index[bad[column].to_numpy()]
+        described[rows] = [f"{paths[r]}: column {column!r} holds {batch[column][r]!r}" for r in rows]
+    return described
 
 
 def split_codes(unit: np.ndarray, split: SplitFractions) -> np.ndarray:
@@ -81,7 +83,9 @@ def _coerce(batch: pd.DataFrame, name: str, *, numeric: bool) -> pd.Series:
             column = column.astype("float64")
         return pd.to_numeric(column, errors="coerce").astype("float64")
     if pd.api.types.is_float_dtype(column):  # categories that are numbers: 3 and 3.0 are the same code
-        column = column.astype("Int64") if (column.dropna() % 1 == 0).all() else column
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.all(np.isnan(values) | (np.mod(values, 1) == 0)):
+            column = pd.Series(values, index=column.index).astype("Int64")
     return column.astype("string")
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import ray.data
-from ray.data.aggregate import ApproximateQuantile, Count, Mean, Std, Sum, Unique, ValueCounter
+from ray.data.aggregate import ApproximateQuantile, Count, Mean, Min, Std, Sum, Unique, ValueCounter
 
 from rayspeed.config.data import DataConfig
 from rayspeed.datasets.columns import ColumnPlan
@@ -42,7 +42,8 @@ def measure(tagged: ray.data.Dataset, plan: ColumnPlan, data: DataConfig,
     """Runs the aggregations in one pass. With `clip`, train values are clipped first (the moments
     that standardize clipped features)."""
     quantiles = quantiles_wanted(data)
-    aggregations = [Count(alias_name="rows"), *(Sum(flag, alias_name=flag) for flag in COUNTED)]
+    aggregations = [Count(alias_name="rows"), *(Sum(flag, alias_name=flag) for flag in COUNTED),
+                    Min("_bad_value", alias_name="first_bad_value")]
     for column in plan.features:
         aggregations.append(Sum(f"_missing:{column}", alias_name=f"missing:{column}"))
         train = f"_train:{column}"
@@ -73,7 +74,7 @@ def quantiles_wanted(data: DataConfig) -> list[float]:
 def statistics_view(batch: pd.DataFrame, *, plan: ColumnPlan, clip: dict) -> pd.DataFrame:
     """The counted flags, a missing flag per feature, and each column's values on usable train rows only."""
     train = (batch[SPLIT_FLAGS["train"]] == 1).to_numpy()
-    view = {flag: batch[flag] for flag in COUNTED}
+    view = {flag: batch[flag] for flag in [*COUNTED, "_bad_value"]}
     for column in plan.features:
         values = batch[column]
         view[f"_missing:{column}"] = values.isna().astype(np.int8)
