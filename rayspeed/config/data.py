@@ -11,7 +11,7 @@ from pydantic import Field, PositiveInt, model_validator
 
 from rayspeed.config.section import Section
 
-BUILTIN_DATASETS = ("digits",)
+BUILTIN_DATASETS = ("digits", "flights")
 FORMAT_BY_SUFFIX = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 
 
@@ -61,7 +61,7 @@ class DataConfig(Section):
     """Where the rows come from, which columns matter, and how rows are cleaned and split."""
 
     source: str = "digits"
-    """A built-in dataset name (digits), or a path or URI (s3://..., gs://...) of a file or directory;
+    """A built-in dataset name (digits; flights, with `pip install 'rayspeed[examples]'`), or a path or URI (s3://..., gs://...) of a file or directory;
     a relative path is relative to the directory rayspeed runs from."""
     format: Literal["auto", "parquet", "csv", "json"] = "auto"
     """File format; `auto` infers it from the suffix of the file, or of the files in the directory."""
