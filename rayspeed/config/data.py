@@ -61,8 +61,9 @@ class DataConfig(Section):
     """Where the rows come from, which columns matter, and how rows are cleaned and split."""
 
     source: str = "digits"
-    """A built-in dataset name (digits; flights, with `pip install 'rayspeed[examples]'`), or a path or URI (s3://..., gs://...) of a file or directory;
-    a relative path is relative to the directory rayspeed runs from."""
+    """A built-in dataset name (digits; flights, after `pip install 'rayspeed[examples]'`), or a path
+    or URI (s3://..., gs://...) of a file or directory; a relative path is relative to the directory
+    rayspeed runs from."""
     format: Literal["auto", "parquet", "csv", "json"] = "auto"
     """File format; `auto` infers it from the suffix of the file, or of the files in the directory."""
     label_column: str = "label"
