@@ -245,3 +245,12 @@ def test_an_empty_source_and_an_absent_label_are_named(ray_session, tmp_path):
         build_datasets(DataConfig(source=str(table), label_column="kind"), seed=0)
     with pytest.raises(DataError, match="data.label_column: 'species' is text; regression needs a numeric target"):
         build_datasets(DataConfig(source=str(table), label_column="species", task="regression"), seed=0)
+
+
+def test_builtin_flights_keeps_cancelled_flights_out_and_encodes_its_airports(ray_session):
+    prepared = build_datasets(DataConfig(source="flights", label_column="late", categorical_columns=["month"],
+                                         max_categories=20), seed=0)
+    assert prepared.rows_read == 336776 and prepared.dropped["no label"] == 9430  # cancelled: no arrival
+    assert prepared.missing_values["dep_delay"] == 8255 and prepared.preprocessing.classes == [0, 1]
+    carrier = next(c for c in prepared.preprocessing.categorical if c.name == "carrier")
+    assert carrier.vocabulary[:3] == ["UA", "B6", "EV"]  # the busiest carriers of 2013 out of New York
