@@ -1,8 +1,10 @@
-"""Runs stored in S3: a real S3-compatible server (moto) on loopback, reached through pyarrow."""
+"""Data and runs in S3: a real S3-compatible server (moto) on loopback, reached through pyarrow."""
 
 import json
 
 import boto3
+import numpy as np
+import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 from conftest import experiment, train
@@ -29,24 +31,37 @@ def s3_uri(monkeypatch):
     server.stop()
 
 
-def test_run_in_s3_keeps_both_ranks_files_and_its_metrics(tmp_path, ray_address, s3_uri):
-    config = experiment(tmp_path, run={"name": "in-s3", "storage_path": s3_uri},
-                        train={"epochs": 2}, tracking={"mode": "disabled"})
-    cfg = load_config(config)
-    summary = train(config, ray_address, wandb_mode="disabled")  # AWS_* reach the workers from this env
-    assert summary.final["val_accuracy"] > 0.7
-    assert summary.best_checkpoint.startswith("s3://runs/experiments/in-s3/step_")
-
-    storage = RunStorage.open(s3_uri, "in-s3")
+def test_data_read_from_s3_trains_into_s3_and_resumes_from_it(tmp_path, ray_address, s3_uri):
+    """The acceptance round trip: data from s3://, checkpoints to s3://, a resumed run continuing
+    from the checkpoint in s3:// with the preprocessing it saved there."""
+    endpoint = s3_uri.partition("?")[2]
+    host_port = endpoint.split("&")[0].removeprefix("endpoint_override=")
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"x": rng.normal(size=1500), "kind": rng.choice(["a", "b", "c"], 1500)})
+    table["label"] = np.where(table["x"] + (table["kind"] == "a") > 0.3, "yes", "no")
+    boto3.client("s3", endpoint_url=f"http://{host_port}").put_object(
+        Bucket="runs", Key="data/table.csv", Body=table.to_csv(index=False).encode())
+    sections = {"run": {"name": "from-s3", "storage_path": s3_uri}, "tracking": {"mode": "disabled"},
+                "data": {"source": f"s3://runs/data/table.csv?{endpoint}"}}
+    config = experiment(tmp_path, train={"epochs": 1}, **sections)
+    first = train(config, ray_address, wandb_mode="disabled")  # AWS_* reach the workers from this env
+    assert first.final["val_accuracy"] > 0.8
+    storage = RunStorage.open(s3_uri, "from-s3")
+    saved = storage.read_text("preprocessing.json")
+    assert json.loads(storage.read_text("data_report.json"))["rows_read"] == 1500
     latest = max(info.path for info in storage.filesystem.get_file_info(pafs.FileSelector(storage.path))
                  if info.base_name.startswith("step_"))
     files = {info.base_name for info in storage.filesystem.get_file_info(pafs.FileSelector(latest, recursive=True))}
     assert {"rng_rank0.pt", "rng_rank1.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt",
-            "zero_pp_rank_1_mp_rank_00_optim_states.pt"} <= files
-    steps = [json.loads(line)["step"] for line in storage.read_text("metrics.jsonl").splitlines()]
-    assert steps == sorted(set(steps)) and steps[-1] == 44
+            "zero_pp_rank_1_mp_rank_00_optim_states.pt", "preprocessing.json"} <= files
     assert "test-secret" not in storage.read_text("config.yaml")
-    assert json.loads(storage.read_text("input_spec.json"))["feature_shape"] == [64]
-
     with pytest.raises(RunStateError, match="already exists"):
-        claim_run(cfg, storage)
+        claim_run(load_config(config), storage)
+
+    resumed = train(experiment(tmp_path, train={"epochs": 2}, **{**sections, "run": {**sections["run"],
+                                                                                     "resume": "required"}}),
+                    ray_address, wandb_mode="disabled")
+    steps = [json.loads(line)["step"] for line in storage.read_text("metrics.jsonl").splitlines()]
+    assert steps == sorted(set(steps)) and resumed.steps == 2 * first.steps and steps[-1] == resumed.steps
+    assert storage.read_text("preprocessing.json") == saved
+    assert resumed.best_checkpoint.startswith("s3://runs/experiments/from-s3/step_")

@@ -37,6 +37,8 @@ class SplitFractions(Section):
 
     @model_validator(mode="after")
     def _adds_up_to_one(self):
+        if self.folds is None and self.fold:
+            raise ValueError("fold needs folds (the number of folds)")
         if self.folds is not None:
             if given := sorted({"train", "val"} & self.model_fields_set):
                 raise ValueError(f"{' and '.join(given)} cannot be set with folds (the folds decide them)")
@@ -90,7 +92,7 @@ class DataConfig(Section):
     """A value that does not parse as its column's type (text in a numeric column) fails the run,
     naming the file and column, or its row is dropped and counted."""
     deduplicate: bool = False
-    """Drop rows identical in every used column (one extra pass over the data finds them)."""
+    """Keep one of usable rows identical in every used column (two extra passes over the data)."""
     clip_quantiles: tuple[float, float] | None = None
     """Numeric features are clipped to these quantiles of the train split, e.g. [0.01, 0.99]."""
     cache: Literal["none", "eval", "all"] = "eval"

@@ -57,6 +57,8 @@ def plan_columns(sample: pd.DataFrame, data: DataConfig, *, source: str) -> Colu
         if absent := [c for c in columns if c not in names]:
             raise DataError(f"{field}: column(s) {absent} not in {source!r} (it has {names})")
     features = data.feature_columns or [c for c in names if c != data.label_column]
+    if unused := [c for c in data.categorical_columns if c not in features]:
+        raise DataError(f"data.categorical_columns: {unused} are not in data.feature_columns")
     if not features:
         raise DataError(f"data.feature_columns: {source!r} has no column besides the label")
     kinds = {c: _kind(sample[c]) for c in [*features, data.label_column]}
@@ -73,6 +75,8 @@ def plan_columns(sample: pd.DataFrame, data: DataConfig, *, source: str) -> Colu
 
 def _kind(column: pd.Series) -> str | None:
     """'number', 'text' or None (lists, binary, dates: nothing rayspeed encodes)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):  # pandas categories written to parquet
+        return "text"
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column) or column.isna().all():
         return "number"
     if not (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)):

@@ -4,11 +4,18 @@ from rayspeed.config.data import DataConfig
 from rayspeed.datasets.columns import ColumnPlan
 from rayspeed.datasets.preprocessing import CategoricalColumn, NumericColumn, Preprocessing
 from rayspeed.datasets.statistics import DataStats, quantiles_wanted
+from rayspeed.datasets.values import category_of
 from rayspeed.errors import DataError
 
 
 def clip_bounds(stats: DataStats, plan: ColumnPlan, data: DataConfig) -> dict[str, tuple[float, float]]:
-    """Each numeric feature's train quantiles at `data.clip_quantiles` (empty when not clipping)."""
+    """Each numeric feature's train quantiles at `data.clip_quantiles` (empty when not clipping).
+
+    Raises:
+        DataError: a numeric feature with no value in the train split.
+    """
+    if empty := [c for c in plan.numeric if stats.values[f"mean:{c}"] is None]:
+        raise DataError(f"data.feature_columns: {empty} have no value in the train split; leave them out")
     if not data.clip_quantiles:
         return {}
     wanted = quantiles_wanted(data)
@@ -17,17 +24,15 @@ def clip_bounds(stats: DataStats, plan: ColumnPlan, data: DataConfig) -> dict[st
             for c in plan.numeric}
 
 
-def fit_preprocessing(stats: DataStats, plan: ColumnPlan, data: DataConfig, *,
+def fit_preprocessing(stats: DataStats, plan: ColumnPlan, data: DataConfig, *, bounds: dict,
                       moments: DataStats | None = None) -> Preprocessing:
-    """`moments`: a second pass over clipped values, whose means and deviations then standardize.
+    """`bounds`: from `clip_bounds`; `moments`: a second pass over the clipped values, whose means and
+    deviations then standardize.
 
     Raises:
-        DataError: a feature with no value in the train split, or fewer than two classes.
+        DataError: a fill value that does not fit its column, or fewer than two classes.
     """
     moments = moments or stats
-    bounds = clip_bounds(stats, plan, data)
-    if empty := [c for c in plan.numeric if stats.values[f"mean:{c}"] is None]:
-        raise DataError(f"data.feature_columns: {empty} have no value in the train split; leave them out")
     numeric = [NumericColumn(name=c, mean=float(moments.values[f"mean:{c}"]), std=_nonzero(moments.values[f"std:{c}"]),
                              fill=_numeric_fill(stats, c, data), clip=bounds.get(c))
                for c in plan.numeric]
@@ -65,7 +70,7 @@ def _numeric_fill(stats: DataStats, column: str, data: DataConfig) -> float | No
 def _categorical_fill(stats: DataStats, column: str, data: DataConfig) -> str | None:
     if data.missing == "mode" and (counts := stats.value_counts(column)):
         return str(counts[0][0])
-    return str(data.fill_value) if data.missing == "constant" else None
+    return category_of(data.fill_value) if data.missing == "constant" else None
 
 
 def _nonzero(std) -> float:

@@ -17,11 +17,9 @@ from rayspeed.datasets.encoding import model_rows
 from rayspeed.datasets.fitting import clip_bounds, fit_preprocessing
 from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
 from rayspeed.datasets.readers import find_unreadable_file, read_source
-from rayspeed.datasets.rows import SPLIT_FLAGS, tag_rows
+from rayspeed.datasets.rows import DROP_FLAGS, SPLIT_FLAGS, tag_rows
 from rayspeed.datasets.statistics import DataStats, measure
 from rayspeed.errors import DataError
-
-DROP_REASONS = {"_bad": "bad values", "_no_label": "no label", "_missing": "missing values"}
 
 
 @dataclass(frozen=True)
@@ -35,10 +33,6 @@ class PreparedData:
     dropped: dict[str, int]  # rows not used, by reason (bad values, no label, missing values, duplicates)
     missing_values: dict[str, int]  # missing values per feature column (filled, or their rows dropped)
     split_rows: dict[str, int]
-
-    @property
-    def rows_dropped(self) -> int:
-        return sum(self.dropped.values())
 
     def describe(self) -> str:
         splits = ", ".join(f"{name} {rows}" for name, rows in self.split_rows.items())
@@ -58,7 +52,7 @@ class PreparedData:
 
 def build_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | None = None) -> PreparedData:
     """Builds the splits from one statistics pass over the source (two when clipping: the moments of
-    the clipped values; one more to find duplicates).
+    the clipped values; two more to find and keep duplicates).
 
     Args:
         data: the `data` section.
@@ -82,10 +76,10 @@ def build_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | None 
         if data.deduplicate:
             tagged, duplicates = drop_duplicates(tagged)
         stats = measure(tagged, plan, data)
-        _check_counts(stats, data)
+        _check_counts(stats, plan, data)
         preprocessing = fitted or _fit(tagged, stats, plan, data)
         datasets = _encoded_splits(tagged, preprocessing, data, seed=seed)
-    dropped = {why: stats.counts[flag] for flag, why in DROP_REASONS.items()} | {"duplicates": duplicates}
+    dropped = {why: stats.counts[flag] for flag, why in DROP_FLAGS.items()} | {"duplicates": duplicates}
     return PreparedData(datasets=datasets, preprocessing=preprocessing, input_spec=InputSpec.of(preprocessing),
                         rows_read=stats.counts["rows"] + duplicates, dropped=dropped,
                         missing_values={c: stats.counts[f"missing:{c}"] for c in plan.features},
@@ -95,19 +89,18 @@ def build_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | None 
 def _fit(tagged: ray.data.Dataset, stats: DataStats, plan: ColumnPlan, data: DataConfig) -> Preprocessing:
     bounds = clip_bounds(stats, plan, data)
     moments = measure(tagged, plan, data, clip=bounds) if bounds else None
-    return fit_preprocessing(stats, plan, data, moments=moments)
+    return fit_preprocessing(stats, plan, data, bounds=bounds, moments=moments)
 
 
-def _check_counts(stats: DataStats, data: DataConfig) -> None:
+def _check_counts(stats: DataStats, plan: ColumnPlan, data: DataConfig) -> None:
     rows = stats.counts["rows"]
-    if rows == 0:
-        raise DataError(f"data.source: {data.source!r} holds no rows")
     if stats.counts["_bad"] and data.bad_values == "reject":
-        raise DataError(f"data.source: {stats.values['first_bad_value']}, not a number ({stats.counts['_bad']} "
+        raise DataError(f"data.source: {stats.values['a_bad_value']}, not a number ({stats.counts['_bad']} "
                         "rows have such values); set data.bad_values: drop to skip them")
     if stats.counts["_missing"] and data.missing == "reject":
+        columns = [c for c in plan.features if stats.counts[f"missing:{c}"]]
         raise DataError(f"data.missing is reject and {stats.counts['_missing']} of {rows} rows have a missing "
-                        "value; set data.missing to drop them or to a fill strategy")
+                        f"value (in {columns}); set data.missing to drop them or to a fill strategy")
     if stats.split_rows["train"] == 0:
         raise DataError(f"data.source: no training rows left out of {rows} read")
 

@@ -34,8 +34,10 @@ def read_source(data: DataConfig, *, seed: int) -> ray.data.Dataset:
     if data.is_builtin:
         return ray.data.from_pandas(load_builtin(data.source))
     try:
+        filesystem, path = _filesystem(data.source)  # pyarrow reads a URI's options (endpoint_override=...)
         return READERS[resolve_format(data)](
-            data.source, include_paths=True, shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True))
+            path, filesystem=filesystem, include_paths=True,
+            shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True))
     except (FileNotFoundError, OSError, pa.ArrowInvalid) as error:
         raise DataError(f"data.source: cannot read {data.source!r}: {error}") from error
 

@@ -7,11 +7,12 @@ import pandas as pd
 
 from rayspeed.config.data import SplitFractions
 from rayspeed.datasets.columns import PATH_COLUMN, ColumnPlan
+from rayspeed.datasets.values import as_categories, as_numbers
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 SPLIT_FLAGS = {name: f"_in_{name}" for name in SPLIT_CODES}
-# Why a row is not used (each row is counted under the first that applies), and the usable flag.
-DROP_FLAGS = ("_bad", "_no_label", "_missing")
+# Why a row is not used: each row is counted under the first that applies.
+DROP_FLAGS = {"_bad": "bad values", "_no_label": "no label", "_missing": "missing values"}
 
 
 def tag_rows(batch: pd.DataFrame, *, plan: ColumnPlan, split: SplitFractions, seed: int, drop_missing: bool,
@@ -73,20 +74,10 @@ def _is_numeric(plan: ColumnPlan, name: str) -> bool:
 
 
 def _coerce(batch: pd.DataFrame, name: str, *, numeric: bool) -> pd.Series:
-    """The same values with the same dtype whatever the block: numbers (and booleans) as float64
-    (an integer column with a null in one block arrives there as float64, and `1` and `1.0` hash
-    differently), categories as strings. A value that does not parse becomes missing here and is
-    reported by `_bad_values`."""
-    column = batch[name]
-    if numeric:
-        if pd.api.types.is_bool_dtype(column):
-            column = column.astype("float64")
-        return pd.to_numeric(column, errors="coerce").astype("float64")
-    if pd.api.types.is_float_dtype(column):  # categories that are numbers: 3 and 3.0 are the same code
-        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        if np.all(np.isnan(values) | (np.mod(values, 1) == 0)):
-            column = pd.Series(values, index=column.index).astype("Int64")
-    return column.astype("string")
+    """The same values with the same dtype whatever the block (an integer column with a null in one
+    block arrives there as float64, and `1` and `1.0` must hash alike). A value that does not parse
+    becomes missing here and is reported by `_bad_values`."""
+    return as_numbers(batch[name]) if numeric else as_categories(batch[name])
 
 
 def _bad_values(batch: pd.DataFrame, frame: pd.DataFrame, plan: ColumnPlan) -> pd.DataFrame:

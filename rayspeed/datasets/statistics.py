@@ -10,20 +10,22 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import ray.data
-from ray.data.aggregate import ApproximateQuantile, Count, Mean, Min, Std, Sum, Unique, ValueCounter
+from ray.data.aggregate import Count, Mean, Min, Std, Sum, Unique, ValueCounter
 
 from rayspeed.config.data import DataConfig
 from rayspeed.datasets.columns import ColumnPlan
+from rayspeed.datasets.quantiles import HASH_COLUMN, HashSampleQuantiles
 from rayspeed.datasets.rows import DROP_FLAGS, SPLIT_FLAGS
 
-COUNTED = ("_usable", *DROP_FLAGS, *SPLIT_FLAGS.values())
+COUNTED = (*DROP_FLAGS, *SPLIT_FLAGS.values())
 
 
 @dataclass(frozen=True)
 class DataStats:
     """What the pass measured: counts, and per column its train-split statistics by name."""
 
-    counts: dict[str, int]  # rows read (`rows`), each COUNTED flag, missing values per feature (`missing:<col>`)
+    counts: dict[str, int]  # rows read (`rows`), each COUNTED flag, missing values per feature (`missing:<col>`,
+    # on labelled rows without bad values: the ones filled, or dropped for them)
     values: dict  # aggregation alias -> result (`mean:<col>`, `std:<col>`, `quantiles:<col>`, `counts:<col>`, ...)
 
     @property
@@ -43,7 +45,7 @@ def measure(tagged: ray.data.Dataset, plan: ColumnPlan, data: DataConfig,
     that standardize clipped features)."""
     quantiles = quantiles_wanted(data)
     aggregations = [Count(alias_name="rows"), *(Sum(flag, alias_name=flag) for flag in COUNTED),
-                    Min("_bad_value", alias_name="first_bad_value")]
+                    Min("_bad_value", alias_name="a_bad_value")]
     for column in plan.features:
         aggregations.append(Sum(f"_missing:{column}", alias_name=f"missing:{column}"))
         train = f"_train:{column}"
@@ -52,7 +54,9 @@ def measure(tagged: ray.data.Dataset, plan: ColumnPlan, data: DataConfig,
         if column not in plan.categorical:
             aggregations += [Mean(train, alias_name=f"mean:{column}"), Std(train, ddof=0, alias_name=f"std:{column}")]
             if quantiles:
-                aggregations.append(ApproximateQuantile(train, quantiles, alias_name=f"quantiles:{column}"))
+                aggregations.append(HashSampleQuantiles(train, quantiles, alias_name=f"quantiles:{column}"))
+    if quantiles:  # Ray prunes blocks to the columns aggregations name: this one keeps the samples' hashes
+        aggregations.append(Min(HASH_COLUMN, alias_name="min_hash"))
     label = f"_train:{plan.label}"
     if data.task == "regression":
         aggregations += [Mean(label, alias_name="mean:label"), Std(label, ddof=0, alias_name="std:label")]
@@ -74,10 +78,11 @@ def quantiles_wanted(data: DataConfig) -> list[float]:
 def statistics_view(batch: pd.DataFrame, *, plan: ColumnPlan, clip: dict) -> pd.DataFrame:
     """The counted flags, a missing flag per feature, and each column's values on usable train rows only."""
     train = (batch[SPLIT_FLAGS["train"]] == 1).to_numpy()
-    view = {flag: batch[flag] for flag in [*COUNTED, "_bad_value"]}
+    counted = ((batch["_bad"] == 0) & (batch["_no_label"] == 0)).to_numpy()  # bad values are not missing ones
+    view = {flag: batch[flag] for flag in [*COUNTED, "_bad_value", HASH_COLUMN]}
     for column in plan.features:
         values = batch[column]
-        view[f"_missing:{column}"] = values.isna().astype(np.int8)
+        view[f"_missing:{column}"] = (values.isna().to_numpy() & counted).astype(np.int8)
         if column in clip:
             values = values.clip(*clip[column])
         view[f"_train:{column}"] = values.where(train)
