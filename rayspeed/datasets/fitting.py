@@ -43,7 +43,7 @@ def fit_preprocessing(stats: DataStats, plan: ColumnPlan, data: DataConfig, *, b
         return Preprocessing(label_column=plan.label, task="regression", numeric=numeric, categorical=categorical,
                              target_mean=float(stats.values["mean:label"]),
                              target_std=_nonzero(stats.values["std:label"]))
-    classes = sorted(_plain(c) for c in stats.values["classes"] or [])
+    classes = sorted(_plain(value) for value, _ in stats.value_counts("_label"))
     if len(classes) < 2:
         raise DataError(f"data.label_column: {plan.label!r} has {len(classes)} class; need 2 or more")
     return Preprocessing(label_column=plan.label, task="classification", numeric=numeric, categorical=categorical,

@@ -66,8 +66,8 @@ def build_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | None 
     with _named_data_errors(data):
         source = read_source(data, seed=seed)
         plan = plan_columns(source.limit(SAMPLE_ROWS).to_pandas(), data, source=data.source)
-        # Whole-dataset aggregations run as plain tasks: the default hash shuffle would first start a
-        # pool of aggregator actors (about 6 s on 2 cores) for what is a single group.
+        # Deduplication's grouped count runs as plain tasks: the default hash shuffle would first start
+        # a pool of aggregator actors (about 6 s on 2 cores).
         source.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
         tagged = source.map_batches(tag_rows, batch_format="pandas", fn_kwargs={
             "plan": plan, "split": data.split, "seed": seed, "drop_missing": data.missing in ("drop", "reject"),
