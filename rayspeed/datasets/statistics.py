@@ -17,6 +17,7 @@ from rayspeed.config.data import DataConfig
 from rayspeed.datasets.columns import ColumnPlan
 from rayspeed.datasets.quantiles import HASH_COLUMN, HashSampleQuantiles
 from rayspeed.datasets.rows import DROP_FLAGS, SPLIT_FLAGS
+from rayspeed.datasets.values import category_of
 
 COUNTED = (*DROP_FLAGS, *SPLIT_FLAGS.values())
 
@@ -36,7 +37,7 @@ class DataStats:
     def value_counts(self, column: str) -> list[tuple]:
         """(value, count) of the train split, most frequent first, ties by value; missing values left out."""
         found = self.values[f"counts:{column}"]
-        pairs = [(v, n) for v, n in zip(found["values"], found["counts"], strict=True) if not _is_blank(v)]
+        pairs = [(v, n) for v, n in zip(found["values"], found["counts"], strict=True) if category_of(v) is not None]
         return sorted(pairs, key=lambda pair: (-pair[1], str(pair[0])))
 
 
@@ -109,6 +110,3 @@ def statistics_view(batch: pd.DataFrame, *, plan: ColumnPlan, clip: dict) -> pd.
     view["_label"] = batch[plan.label].where((batch["_usable"] == 1).to_numpy())
     return pd.DataFrame(view, index=batch.index)
 
-
-def _is_blank(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
