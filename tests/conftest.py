@@ -44,15 +44,21 @@ def experiment(tmp_path: Path, **sections) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_address():
+def ray_cluster():
     """A real local Ray head with 6 logical CPUs: 2 training workers and Ray Data, or two 1-worker
-    sweep trials side by side (each: its driver, its worker, Ray Data)."""
+    sweep trials side by side (each: its driver, its worker, Ray Data). A test may add a node and
+    must remove it."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, connect=False,
                       head_node_args={"num_cpus": 6, "object_store_memory": 300 * 1024**2})
-    yield cluster.address
+    yield cluster
     cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_cluster):
+    return ray_cluster.address
 
 
 @pytest.fixture

@@ -61,7 +61,8 @@ def test_micro_batch_alone_means_no_accumulation(tmp_path):
         ("train.lrr=0.1", "train.lrr: unknown key; did you mean 'lr'?"),
         ("trian.lr=0.1", "trian: unknown section; did you mean 'train'?"),
         ("train.lr=-1", "train.lr: Input should be greater than 0"),
-        ("model.name=resnet", "model.name: Input should be 'mlp' or 'cnn' (or set model.factory) (got 'resnet')"),
+        ("model.name=resnet",
+         "model.name: Input should be 'mlp', 'cnn' or 'transformer' (or set model.factory) (got 'resnet')"),
         ("train.zero_stage=4", "train.zero_stage: Input should be 0, 1, 2 or 3"),
         ("data.source=/no/such/file.txt", "cannot infer the format of '/no/such/file.txt'"),
         ("train.precision=fp16", "train.precision: fp16 runs on GPU workers only"),
@@ -189,4 +190,4 @@ def test_model_args_are_typed_per_model_and_documented(tmp_path):
     cfg = load_config(write(tmp_path, TINY_DIGITS), ["model.name=cnn", "model.args={channels: [4]}"])
     assert cfg.model.args.channels == [4] and cfg.model.args.image_shape is None
     schema = json.dumps(ExperimentConfig.model_json_schema())
-    assert "Width of each hidden layer" in schema and "Output channels of each 3x3 conv block" in schema
+    assert "Width of each hidden layer" in schema and "Output channels of each conv block" in schema

@@ -13,15 +13,27 @@ pytestmark = pytest.mark.ray
 STEPS_PER_EPOCH = 22  # 1797 digits -> 1446 train rows -> 723 per worker -> 45 micro batches of 16 -> 22 steps
 
 
-@pytest.mark.parametrize("stage, train_section", [
-    (0, {}),
-    (1, {"optimizer": "sgd", "lr": 0.1, "lr_schedule": "linear"}),  # SGD is not a ZeRO-tested optimizer
-    (3, {"lr_schedule": "constant"}),
+def digits_sorted_by_label(directory: Path) -> dict:
+    """The digits as 10 CSV files, each holding one class: the data section reading them, streamed."""
+    from sklearn.datasets import load_digits
+
+    frame = load_digits(as_frame=True).frame.rename(columns={"target": "label"})
+    directory.mkdir()
+    for label, rows in frame.groupby("label"):
+        rows.to_csv(directory / f"class_{label}.csv", index=False)
+    return {"source": str(directory), "cache": "none"}
+
+
+@pytest.mark.parametrize("stage, train_section, sorted_files", [
+    (0, {}, True),  # every file one class: the epoch's shuffle must mix them
+    (1, {"optimizer": "sgd", "lr": 0.1, "lr_schedule": "linear"}, False),  # SGD is not a ZeRO-tested optimizer
+    (3, {"lr_schedule": "constant"}, False),
 ])
-def test_two_workers_learn_digits_with_zero_stage(tmp_path, ray_address, stage, train_section):
+def test_two_workers_learn_digits_with_zero_stage(tmp_path, ray_address, stage, train_section, sorted_files):
     """No warmup_steps anywhere: DeepSpeed's own schedulers refuse 0, rayspeed's starts at the peak lr."""
+    data = digits_sorted_by_label(tmp_path / "sorted") if sorted_files else {}
     config = experiment(tmp_path, train={"zero_stage": stage, **train_section}, run={"name": f"zero{stage}"},
-                        tracking={"mode": "disabled"})
+                        tracking={"mode": "disabled"}, data=data)
     summary = train(config, ray_address, wandb_mode="disabled")
     assert summary.final["val_accuracy"] > 0.8  # chance is 0.1
     rows = metrics(run_dir(tmp_path, f"zero{stage}"))

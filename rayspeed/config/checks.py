@@ -64,7 +64,21 @@ def check_sweep(tune: TuneConfig | None, train: TrainConfig, checkpoint: Checkpo
                          "end; leave it null (a checkpoint every epoch)")
 
 
-def run_all(train, scaling, checkpoint, data, block, tune=None) -> list[str]:
+def check_model_fits_data(model, data: DataConfig) -> None:
+    """Built-in models read what they were made for: tokens for `transformer`, numbers for the rest."""
+    name = getattr(model, "name", None)
+    if data.categorical_encoding == "ids" and name != "mlp":
+        raise ValueError(f"data.categorical_encoding: ids feeds the mlp model's embedding tables; "
+                         f"{name or 'a factory'} reads one-hot inputs (set one_hot)")
+    if name is None:
+        return  # a factory reads whatever it was written for
+    if data.modality == "text" and name != "transformer":
+        raise ValueError(f"model.name: {name} reads numbers; language modelling (data.format: text) needs transformer")
+    if data.modality != "text" and name == "transformer":
+        raise ValueError("model.name: transformer reads tokens: set data.format: text and data.task: language_modeling")
+
+
+def run_all(train, scaling, checkpoint, data, block, tune=None, model=None) -> list[str]:
     """Every cross-section problem, one message each (all are reported, not just the first)."""
     rules = [
         lambda: resolve_batch(train, num_workers=scaling.num_workers),
@@ -72,6 +86,7 @@ def run_all(train, scaling, checkpoint, data, block, tune=None) -> list[str]:
         lambda: check_score_metric(checkpoint, data),
         lambda: check_deepspeed_block(train, scaling, block),
         lambda: check_sweep(tune, train, checkpoint, data),
+        lambda: check_model_fits_data(model, data),
     ]
     problems = []
     for rule in rules:

@@ -9,10 +9,15 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from rayspeed.config.images import ImageConfig
 from rayspeed.config.section import Section
+from rayspeed.config.text import TextConfig
 
-BUILTIN_DATASETS = ("digits", "flights")
+BUILTIN_DATASETS = {"digits": "table", "flights": "table", "fashion_mnist": "images"}  # name -> modality
 FORMAT_BY_SUFFIX = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json"}
+# Fields that describe table columns; pictures and text have none of them.
+TABLE_FIELDS = ("feature_columns", "categorical_columns", "max_categories", "categorical_encoding", "missing",
+                "fill_value", "bad_values", "deduplicate", "clip_quantiles")
 
 
 def has_uri_scheme(source: str) -> bool:
@@ -63,15 +68,18 @@ class DataConfig(Section):
     """Where the rows come from, which columns matter, and how rows are cleaned and split."""
 
     source: str = "digits"
-    """A built-in dataset name (digits; flights, after `pip install 'rayspeed[examples]'`), or a path
-    or URI (s3://..., gs://...) of a file or directory; a relative path is relative to the directory
-    rayspeed runs from."""
-    format: Literal["auto", "parquet", "csv", "json"] = "auto"
-    """File format; `auto` infers it from the suffix of the file, or of the files in the directory."""
+    """A built-in dataset name (digits; flights, after `pip install 'rayspeed[examples]'`; fashion_mnist,
+    from Debian's dataset-fashion-mnist), or a path or URI (s3://..., gs://...) of a file or directory;
+    a relative path is relative to the directory rayspeed runs from."""
+    format: Literal["auto", "parquet", "csv", "json", "images", "text"] = "auto"
+    """File format; `auto` infers it from the suffix of the file, or of the files in the directory.
+    `images`: a directory with one subdirectory of pictures (PNG, JPEG, ...) per class. `text`: a
+    plain-text file or a directory of them (UTF-8), for language modelling."""
     label_column: str = "label"
     """Column holding the class label (integers or strings), or the numeric target of regression."""
-    task: Literal["classification", "regression"] = "classification"
-    """What is predicted from `label_column`: one of its classes, or its value (regression)."""
+    task: Literal["classification", "regression", "language_modeling"] = "classification"
+    """What is predicted from `label_column`: one of its classes, or its value (regression); or, from
+    text, each next token (language_modeling, with `format: text`)."""
     feature_columns: list[str] | None = None
     """Columns fed to the model; default: every column except the label. Numeric columns are
     standardized, text (and `categorical_columns`) one-hot encoded."""
@@ -80,6 +88,9 @@ class DataConfig(Section):
     max_categories: PositiveInt = 64
     """Values of a categorical column that get their own slot: the most frequent in the train split.
     Rarer and unseen values share the column's unknown slot."""
+    categorical_encoding: Literal["one_hot", "ids"] = "one_hot"
+    """How a categorical column reaches the model: one input per slot (`one_hot`), or the slot's
+    number (`ids`), which the `mlp` model looks up in an embedding table learned per column."""
     split: SplitFractions = SplitFractions()
     """Train/val/test fractions; the split is a deterministic function of each row and `train.seed`."""
     missing: Literal["drop", "reject", "mean", "median", "mode", "constant"] = "drop"
@@ -98,10 +109,51 @@ class DataConfig(Section):
     cache: Literal["none", "eval", "all"] = "eval"
     """What is kept in Ray's object store after its first pass: nothing (every epoch reads the
     source again), the val and test splits (read by every rank at every evaluation), or all splits."""
+    shuffle: Literal["buffer", "full"] = "buffer"
+    """How each epoch mixes the train split: `buffer` takes the files in a new seeded order and each
+    worker draws its batches at random from a buffer of `shuffle_buffer_rows` rows; `full` also
+    shuffles every train row across the whole split each epoch (an all-to-all pass through Ray's
+    object store, for files each holding one class and larger than the buffer)."""
+    shuffle_buffer_rows: PositiveInt = 4096
+    """Rows each worker holds to draw its batches from at random (at least one global batch's share)."""
+    image: ImageConfig | None = None
+    """Pictures (`format: images`, fashion_mnist): size, channels and training-only augmentation."""
+    text: TextConfig | None = None
+    """Text (`format: text`): the tokenizer and the block length."""
 
     @property
     def is_builtin(self) -> bool:
         return self.source in BUILTIN_DATASETS
+
+    @property
+    def modality(self) -> str:
+        """`table` (rows of columns), `images` or `text`."""
+        return BUILTIN_DATASETS.get(self.source) or (self.format if self.format in ("images", "text") else "table")
+
+    @property
+    def images(self) -> ImageConfig:
+        """The picture settings, defaults when the section is left out."""
+        return self.image or ImageConfig()
+
+    @property
+    def texts(self) -> TextConfig:
+        """The text settings, defaults when the section is left out."""
+        return self.text or TextConfig()
+
+    @model_validator(mode="after")
+    def _fits_modality(self):
+        modality = self.modality
+        if modality != "table" and (given := [name for name in TABLE_FIELDS if name in self.model_fields_set]):
+            raise ValueError(f"{', '.join(given)}: table settings do not apply to {modality}")
+        if modality == "images" and self.task != "classification":
+            raise ValueError("pictures are classified: task must be classification")
+        if (modality == "text") != (self.task == "language_modeling"):
+            raise ValueError("language_modeling reads text: set both task: language_modeling and format: text")
+        if self.image is not None and modality != "images":
+            raise ValueError("image is only for pictures (format: images, or fashion_mnist)")
+        if self.text is not None and modality != "text":
+            raise ValueError("text is only for format: text")
+        return self
 
     @property
     def is_local(self) -> bool:

@@ -38,7 +38,8 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _cross_section_rules(self):
-        problems = checks.run_all(self.train, self.scaling, self.checkpoint, self.data, self.deepspeed, self.tune)
+        problems = checks.run_all(self.train, self.scaling, self.checkpoint, self.data, self.deepspeed, self.tune,
+                                  self.model)
         if problems:
             raise ValueError(" | ".join(problems))
         return self

@@ -134,7 +134,7 @@ def describe(error: dict) -> list[str]:
 
 
 def _bad_variant(where: str, error: dict) -> str:
-    """`model.name: Input should be 'mlp' or 'cnn' (or set model.factory) (got 'transformer')`."""
+    """`model.name: Input should be 'mlp', 'cnn' or 'transformer' (or set model.factory) (got 'resnet')`."""
     names = [tag.strip("'[]") for tag in error["ctx"]["expected_tags"].split(", ")]
     builtin = [f"'{name}'" for name in names if name != "factory"]
     choices = " or ".join([", ".join(builtin[:-1]), builtin[-1]] if len(builtin) > 1 else builtin)

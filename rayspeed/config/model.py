@@ -7,7 +7,7 @@ the JSON Schema documents them. Building the network is `rayspeed.trainers.model
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, PositiveInt, Tag, field_validator
+from pydantic import Discriminator, Field, PositiveInt, Tag, field_validator, model_validator
 
 from rayspeed.config.section import Section
 
@@ -24,12 +24,41 @@ class MlpArgs(Section):
 
 
 class CnnArgs(Section):
-    """Small conv net for images stored as flat rows of pixels (e.g. digits' 64 = 1x8x8)."""
+    """Conv net for pictures: blocks of 3x3 conv, batch norm, ReLU and 2x2 max pooling (while the
+    picture is at least 4 pixels on each side), then average pooling to 2x2 and a linear head."""
 
     image_shape: list[PositiveInt] | None = Field(None, min_length=3, max_length=3)
-    """[channels, height, width] of one row; default: a square 1xHxW image from the feature count."""
+    """[channels, height, width] of one row; default: the pictures' own shape, or for table rows of
+    pixels (digits' 64 = 1x8x8) a square one-channel picture from the feature count."""
     channels: list[PositiveInt] = [16, 32]
-    """Output channels of each 3x3 conv block."""
+    """Output channels of each conv block."""
+    batch_norm: bool = True
+    """Batch normalization after each conv."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout probability before the linear head."""
+
+
+class TransformerArgs(Section):
+    """A decoder-only Transformer (GPT-style: pre-norm blocks of causal self-attention and a GELU MLP,
+    learned positions, the output layer tied to the token embedding) for language modelling. The
+    vocabulary and context length come from the data (`data.text`)."""
+
+    layers: PositiveInt = 4
+    """Transformer blocks."""
+    heads: PositiveInt = 4
+    """Attention heads per block; must divide `dim`."""
+    dim: PositiveInt = 128
+    """Width of the token representations."""
+    mlp_ratio: PositiveInt = 4
+    """Width of each block's MLP, as a multiple of `dim`."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on embeddings, attention weights and each block's outputs."""
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self):
+        if self.dim % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
+        return self
 
 
 class MlpModel(Section):
@@ -48,6 +77,15 @@ class CnnModel(Section):
     """Built-in model name."""
     args: CnnArgs = CnnArgs()
     """Arguments of `cnn`."""
+
+
+class TransformerModel(Section):
+    """The `transformer` model."""
+
+    name: Literal["transformer"]
+    """Built-in model name."""
+    args: TransformerArgs = TransformerArgs()
+    """Arguments of `transformer`."""
 
 
 class FactoryModel(Section):
@@ -76,7 +114,7 @@ class FactoryModel(Section):
         return factory
 
 
-BUILTIN_MODELS = {"mlp": MlpModel, "cnn": CnnModel}
+BUILTIN_MODELS = {"mlp": MlpModel, "cnn": CnnModel, "transformer": TransformerModel}
 
 
 def model_tag(data: Any) -> str:
@@ -89,7 +127,8 @@ def model_tag(data: Any) -> str:
 
 
 ModelConfig = Annotated[
-    Annotated[MlpModel, Tag("[mlp]")] | Annotated[CnnModel, Tag("[cnn]")] | Annotated[FactoryModel, Tag("[factory]")],
+    Annotated[MlpModel, Tag("[mlp]")] | Annotated[CnnModel, Tag("[cnn]")]
+    | Annotated[TransformerModel, Tag("[transformer]")] | Annotated[FactoryModel, Tag("[factory]")],
     Discriminator(model_tag),
 ]
 """Which network to train. The input size and class count come from the data, not from here."""

@@ -18,6 +18,12 @@ class ScalingConfig(Section):
     """GPUs per worker when `use_gpu` is true; must be 1: a DeepSpeed rank drives exactly one GPU."""
     data_cpus: float = Field(1.0, ge=1)
     """Logical CPUs that must stay free for Ray Data's tasks; without them the input pipeline hangs."""
+    data_max_cpus: float | None = Field(None, ge=1)
+    """At most this many CPUs for Ray Data's tasks at once (reading, statistics, encoding,
+    augmentation); default: whatever is free."""
+    data_node_labels: dict[str, str] = {}
+    """Ray node labels every Ray Data task must run on, e.g. `{ray.io/node-group: cpu}` (KubeRay
+    labels each worker group's nodes), so preprocessing stays off the GPU nodes, which only train."""
 
     @field_validator("gpus_per_worker")
     @classmethod

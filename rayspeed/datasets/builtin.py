@@ -1,19 +1,28 @@
 """Built-in datasets that ship with installed packages, so they work offline."""
 
+import gzip
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from rayspeed.errors import DataError
 
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot"]
+
 
 def load_builtin(name: str) -> pd.DataFrame:
-    """A built-in dataset as a DataFrame of numeric feature columns plus `label`."""
+    """A built-in dataset as a DataFrame: feature columns plus `label`, or for pictures `image`
+    (height x width x channels uint8 arrays) plus `label`."""
     if name == "digits":
         return _digits()
     if name == "flights":
         return _flights()
+    if name == "fashion_mnist":
+        return _fashion_mnist()
     raise DataError(f"data.source: unknown built-in dataset {name!r}")
 
 
@@ -38,3 +47,25 @@ def _flights() -> pd.DataFrame:
     flights = pd.read_csv(Path(spec.submodule_search_locations[0]) / "data" / "flights.csv.zip")
     late = (flights["arr_delay"] > 15).astype("Int64").mask(flights["arr_delay"].isna())
     return flights[["month", "hour", "dep_delay", "carrier", "origin", "dest", "distance"]].assign(late=late)
+
+
+def _fashion_mnist() -> pd.DataFrame:
+    """Zalando's Fashion-MNIST, the original IDX files: 70,000 28x28 grayscale pictures of 10 kinds
+    of clothing (the 60,000 training and 10,000 test pictures together; `data.split` splits them)."""
+    if not FASHION_MNIST_DIR.is_dir():
+        raise DataError(f"data.source: fashion_mnist reads {FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist")
+    images, labels = [], []
+    for part in ("train", "t10k"):
+        images.append(_idx(FASHION_MNIST_DIR / f"{part}-images-idx3-ubyte.gz")[..., None])
+        labels.append(_idx(FASHION_MNIST_DIR / f"{part}-labels-idx1-ubyte.gz"))
+    names = np.asarray(FASHION_MNIST_CLASSES, dtype=object)[np.concatenate(labels)]
+    return pd.DataFrame({"image": list(np.concatenate(images)), "label": names})
+
+
+def _idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes: a 4-byte magic whose last byte is the number of dimensions,
+    then each dimension's size as a big-endian int32, then the values."""
+    raw = gzip.decompress(path.read_bytes())
+    dims = raw[3]
+    shape = np.frombuffer(raw, dtype=">i4", count=dims, offset=4)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)

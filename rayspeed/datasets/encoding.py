@@ -9,11 +9,16 @@ from rayspeed.datasets.values import as_categories, as_numbers
 
 
 def model_rows(batch: pd.DataFrame, *, preprocessing: Preprocessing) -> dict[str, np.ndarray]:
-    """float32 `features`, and where the batch has them, `label` (int64 class index or float32
+    """float32 `features` (numbers, then one-hot slots), int64 `categories` (slot numbers, under
+    `categorical_encoding: ids`), and where the batch has them, `label` (int64 class index or float32
     standardized target) and `row_hash`. Raw rows as read work as well as the pipeline's tagged ones."""
     parts = [_numeric(batch[c.name], c)[:, None] for c in preprocessing.numeric]
-    parts += [_one_hot(batch[c.name], c) for c in preprocessing.categorical]
-    rows = {"features": np.concatenate(parts, axis=1).astype(np.float32)}
+    rows = {}
+    if preprocessing.categorical_encoding == "ids" and preprocessing.categorical:
+        rows["categories"] = np.stack([_slots(batch[c.name], c) for c in preprocessing.categorical], axis=1)
+    else:
+        parts += [_one_hot(_slots(batch[c.name], c), c) for c in preprocessing.categorical]
+    rows["features"] = (np.concatenate(parts, axis=1) if parts else np.zeros((len(batch), 0))).astype(np.float32)
     if preprocessing.label_column in batch:
         label = batch[preprocessing.label_column]
         if preprocessing.task == "regression":
@@ -35,12 +40,16 @@ def _numeric(column: pd.Series, spec: NumericColumn) -> np.ndarray:
     return (values - spec.mean) / spec.std
 
 
-def _one_hot(column: pd.Series, spec: CategoricalColumn) -> np.ndarray:
+def _slots(column: pd.Series, spec: CategoricalColumn) -> np.ndarray:
+    """Each value's slot: its place in the vocabulary from 1, or 0 for unknown and missing values."""
     column = as_categories(column)
     if spec.fill is not None:
         column = column.fillna(spec.fill)
     index = column.map({value: slot for slot, value in enumerate(spec.vocabulary, start=1)})
-    slots = index.fillna(0).to_numpy(dtype=np.int64)  # unknown and missing values: slot 0
-    out = np.zeros((len(slots), len(spec.vocabulary) + 1), dtype=np.float32)
+    return index.fillna(0).to_numpy(dtype=np.int64)
+
+
+def _one_hot(slots: np.ndarray, spec: CategoricalColumn) -> np.ndarray:
+    out = np.zeros((len(slots), len(spec.slots)), dtype=np.float32)
     out[np.arange(len(slots)), slots] = 1.0
     return out

@@ -41,13 +41,20 @@ def fit_preprocessing(stats: DataStats, plan: ColumnPlan, data: DataConfig, *, b
                    for c in plan.categories]
     if data.task == "regression":
         return Preprocessing(label_column=plan.label, task="regression", numeric=numeric, categorical=categorical,
+                             categorical_encoding=data.categorical_encoding,
                              target_mean=float(stats.values["mean:label"]),
                              target_std=_nonzero(stats.values["std:label"]))
-    classes = sorted(_plain(value) for value, _ in stats.value_counts("_label"))
+    classes = class_list([value for value, _ in stats.value_counts("_label")])
     if len(classes) < 2:
         raise DataError(f"data.label_column: {plan.label!r} has {len(classes)} class; need 2 or more")
     return Preprocessing(label_column=plan.label, task="classification", numeric=numeric, categorical=categorical,
+                         categorical_encoding=data.categorical_encoding,
                          classes=classes)
+
+
+def class_list(values) -> list:
+    """The classes found, in sorted order (a class's index is its position), missing values left out."""
+    return sorted(_plain(value) for value in values if category_of(value) is not None)
 
 
 def _numeric_fill(stats: DataStats, column: str, data: DataConfig) -> float | None:

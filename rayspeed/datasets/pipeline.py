@@ -1,58 +1,17 @@
-"""The Ray Data pipeline: read -> tag (coerce, split, hash, drop reasons) -> [deduplicate] -> one
-statistics pass -> fit on train -> encode each split. It runs in the driver; nothing is materialized
-but what `data.cache` asks for, and Ray Train streams the train split to the workers in shards.
-"""
-
-import contextlib
-from dataclasses import dataclass
-
-import ray.data
-from ray.data import RandomSeedConfig
-from ray.data.context import ShuffleStrategy
+"""`build_datasets`: the one entry from a `data` section to model-ready splits, whatever the data are."""
 
 from rayspeed.config.data import DataConfig
-from rayspeed.datasets.columns import SAMPLE_ROWS, ColumnPlan, plan_columns
-from rayspeed.datasets.dedup import drop_duplicates
-from rayspeed.datasets.encoding import model_rows
-from rayspeed.datasets.fitting import clip_bounds, fit_preprocessing
-from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
-from rayspeed.datasets.readers import find_unreadable_file, read_source
-from rayspeed.datasets.rows import DROP_FLAGS, SPLIT_FLAGS, tag_rows
-from rayspeed.datasets.statistics import DataStats, measure
-from rayspeed.errors import DataError
+from rayspeed.datasets.picture_pipeline import build_picture_datasets
+from rayspeed.datasets.prepared import PreparedData
+from rayspeed.datasets.preprocessing import Preprocessing
+from rayspeed.datasets.table_pipeline import build_table_datasets
+from rayspeed.datasets.text_pipeline import build_text_datasets
 
-
-@dataclass(frozen=True)
-class PreparedData:
-    """The three splits as model-ready Ray Datasets (features, label, row_hash) and what was learned."""
-
-    datasets: dict[str, ray.data.Dataset]
-    preprocessing: Preprocessing
-    input_spec: InputSpec
-    rows_read: int
-    dropped: dict[str, int]  # rows not used, by reason (bad values, no label, missing values, duplicates)
-    missing_values: dict[str, int]  # missing values per feature column (filled, or their rows dropped)
-    split_rows: dict[str, int]
-
-    def describe(self) -> str:
-        splits = ", ".join(f"{name} {rows}" for name, rows in self.split_rows.items())
-        dropped = ", ".join(f"{rows} for {why}" for why, rows in self.dropped.items() if rows) or "none"
-        missing = ", ".join(f"{column} {n}" for column, n in self.missing_values.items() if n)
-        spec = self.input_spec
-        what = f"{spec.num_classes} classes" if spec.task == "classification" else "regression"
-        return (f"data: {self.rows_read} rows read, dropped: {dropped}"
-                + (f"; missing values: {missing}" if missing else "")
-                + f"; {splits}; {spec.num_features} inputs, {what}")
-
-    def report(self) -> dict:
-        """The counts, for the run directory and W&B."""
-        return {"rows_read": self.rows_read, "rows_dropped": self.dropped, "missing_values": self.missing_values,
-                "split_rows": self.split_rows}
+BUILDERS = {"table": build_table_datasets, "images": build_picture_datasets, "text": build_text_datasets}
 
 
 def build_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | None = None) -> PreparedData:
-    """Builds the splits from one statistics pass over the source (two when clipping: the moments of
-    the clipped values; two more to find and keep duplicates).
+    """The splits of `data.source` (a table, pictures or text), built in the driver as lazy Ray Datasets.
 
     Args:
         data: the `data` section.
@@ -60,74 +19,6 @@ def build_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | None 
         fitted: the preprocessing a resumed run was trained with; reused instead of refitted.
 
     Raises:
-        DataError: unreadable source (naming the file), bad columns or values, rejected missing values,
-            an empty source or split.
+        DataError: naming the file, column or setting at fault.
     """
-    with _named_data_errors(data):
-        source = read_source(data, seed=seed)
-        plan = plan_columns(source.limit(SAMPLE_ROWS).to_pandas(), data, source=data.source)
-        # Deduplication's grouped count runs as plain tasks: the default hash shuffle would first start
-        # a pool of aggregator actors (about 6 s on 2 cores).
-        source.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-        tagged = source.map_batches(tag_rows, batch_format="pandas", fn_kwargs={
-            "plan": plan, "split": data.split, "seed": seed, "drop_missing": data.missing in ("drop", "reject"),
-            "source": data.source})
-        duplicates = 0
-        if data.deduplicate:
-            tagged, duplicates = drop_duplicates(tagged)
-        stats = measure(tagged, plan, data)
-        _check_counts(stats, plan, data)
-        preprocessing = fitted or _fit(tagged, stats, plan, data)
-        datasets = _encoded_splits(tagged, preprocessing, data, seed=seed)
-    dropped = {why: stats.counts[flag] for flag, why in DROP_FLAGS.items()} | {"duplicates": duplicates}
-    return PreparedData(datasets=datasets, preprocessing=preprocessing, input_spec=InputSpec.of(preprocessing),
-                        rows_read=stats.counts["rows"] + duplicates, dropped=dropped,
-                        missing_values={c: stats.counts[f"missing:{c}"] for c in plan.features},
-                        split_rows=stats.split_rows)
-
-
-def _fit(tagged: ray.data.Dataset, stats: DataStats, plan: ColumnPlan, data: DataConfig) -> Preprocessing:
-    bounds = clip_bounds(stats, plan, data)
-    moments = measure(tagged, plan, data, clip=bounds) if bounds else None
-    return fit_preprocessing(stats, plan, data, bounds=bounds, moments=moments)
-
-
-def _check_counts(stats: DataStats, plan: ColumnPlan, data: DataConfig) -> None:
-    rows = stats.counts["rows"]
-    if stats.counts["_bad"] and data.bad_values == "reject":
-        raise DataError(f"data.source: {stats.values['a_bad_value']}, not a number ({stats.counts['_bad']} "
-                        "rows have such values); set data.bad_values: drop to skip them")
-    if stats.counts["_missing"] and data.missing == "reject":
-        columns = [c for c in plan.features if stats.counts[f"missing:{c}"]]
-        raise DataError(f"data.missing is reject and {stats.counts['_missing']} of {rows} rows have a missing "
-                        f"value (in {columns}); set data.missing to drop them or to a fill strategy")
-    if stats.split_rows["train"] == 0:
-        raise DataError(f"data.source: no training rows left out of {rows} read")
-
-
-def _encoded_splits(tagged: ray.data.Dataset, preprocessing: Preprocessing, data: DataConfig, *,
-                    seed: int) -> dict[str, ray.data.Dataset]:
-    """val and test are read whole by every rank at every evaluation: under `cache: eval` (and `all`)
-    they are kept in the object store after their first pass instead of re-running the pipeline."""
-    splits = {name: tagged.filter(expr=f"{flag} == 1").map_batches(
-        model_rows, batch_format="pandas", fn_kwargs={"preprocessing": preprocessing})
-        for name, flag in SPLIT_FLAGS.items()}
-    if data.cache in ("eval", "all"):
-        splits["val"], splits["test"] = splits["val"].materialize(), splits["test"].materialize()
-    if data.cache == "all":  # a new block order every epoch, as the file order is when streaming
-        splits["train"] = splits["train"].materialize().randomize_block_order(
-            seed=RandomSeedConfig(seed=seed, reseed_after_execution=True))
-    return splits
-
-
-@contextlib.contextmanager
-def _named_data_errors(data: DataConfig):
-    """A failure to read names the file pyarrow cannot read, when there is one."""
-    try:
-        yield
-    except DataError:
-        raise
-    except Exception:
-        if unreadable := find_unreadable_file(data):
-            raise unreadable from None
-        raise
+    return BUILDERS[data.modality](data, seed=seed, fitted=fitted)

@@ -4,6 +4,7 @@ and in every checkpoint, so evaluation, export and prediction apply exactly the 
 Plain data (JSON round trip), no Ray: the transform itself is `encoding.model_rows`.
 """
 
+import math
 from dataclasses import asdict, dataclass, field
 
 UNKNOWN = "<unknown>"  # slot 0 of every categorical column: rare, unseen and (unfilled) missing values
@@ -34,8 +35,41 @@ class CategoricalColumn:
 
 
 @dataclass(frozen=True)
+class ImageTransform:
+    """Pictures: resized to height x width, read with `channels` channels, pixels scaled to [0, 1],
+    then each channel standardized by the train split's mean and deviation."""
+
+    height: int
+    width: int
+    channels: int
+    mean: list[float]
+    std: list[float]
+
+    @property
+    def shape(self) -> list[int]:
+        """[channels, height, width]: the layout models see (rows hold it flattened)."""
+        return [self.channels, self.height, self.width]
+
+
+@dataclass(frozen=True)
+class TextTransform:
+    """What turns text into model rows, saved with the run: the tokenizer (its whole JSON when it is
+    a file's, so a checkpoint needs nothing else), the block length, the vocabulary size."""
+
+    tokenizer: str  # `bytes`, or the file the JSON was read from (for people; the JSON is what counts)
+    block_size: int
+    vocab_size: int  # the tokenizer's tokens plus the end-of-document token (the last id)
+    tokenizer_json: str | None = None
+
+    @property
+    def end_of_document(self) -> int:
+        return self.vocab_size - 1
+
+
+@dataclass(frozen=True)
 class Preprocessing:
-    """What was fitted on the train split: each feature's transform, the classes or the target's scale."""
+    """What was fitted on the train split: each feature's transform (table columns, or pictures),
+    the classes or the target's scale."""
 
     label_column: str
     task: str
@@ -44,11 +78,18 @@ class Preprocessing:
     classes: list = field(default_factory=list)
     target_mean: float = 0.0  # regression: the model predicts the standardized target
     target_std: float = 1.0
+    categorical_encoding: str = "one_hot"  # or `ids`: slot numbers in a `categories` column of their own
+    image: ImageTransform | None = None  # pictures: no table columns
+    text: TextTransform | None = None  # language modelling: no table columns, no classes
 
     @property
     def feature_names(self) -> list[str]:
-        """One name per model input: numbers first, then `column=value` for each one-hot slot."""
-        return [c.name for c in self.numeric] + [f"{c.name}={slot}" for c in self.categorical for slot in c.slots]
+        """One name per float table input: numbers first, then `column=value` for each one-hot slot
+        (under `ids`, categorical columns are not among them); none for pictures (pixels)."""
+        numbers = [c.name for c in self.numeric]
+        if self.categorical_encoding == "ids":
+            return numbers
+        return numbers + [f"{c.name}={slot}" for c in self.categorical for slot in c.slots]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,7 +98,9 @@ class Preprocessing:
     def from_dict(cls, data: dict) -> "Preprocessing":
         numeric = [NumericColumn(**{**c, "clip": tuple(c["clip"]) if c.get("clip") else None})
                    for c in data["numeric"]]
-        return cls(**{**data, "numeric": numeric,
+        image, text = data.get("image"), data.get("text")
+        return cls(**{**data, "numeric": numeric, "image": ImageTransform(**image) if image else None,
+                      "text": TextTransform(**text) if text else None,
                       "categorical": [CategoricalColumn(**c) for c in data.get("categorical", [])]})
 
 
@@ -66,15 +109,18 @@ class InputSpec:
     """What the model takes and gives: the task, feature names and shape, classes."""
 
     task: str
-    features: list[str]
-    feature_shape: list[int]
+    features: list[str]  # table inputs' names; empty for pictures
+    feature_shape: list[int]  # of one row's `features`, always flat
     feature_dtype: str
     classes: list
     target_std: float = 1.0  # regression: errors are reported in the target's units
+    image_shape: list[int] | None = None  # pictures: [channels, height, width] of the flat features
+    vocab_size: int | None = None  # language modelling: token ids are below this
+    category_sizes: list[int] = field(default_factory=list)  # `ids`: slots of each categorical column
 
     @property
     def num_features(self) -> int:
-        return len(self.features)
+        return math.prod(self.feature_shape)
 
     @property
     def num_classes(self) -> int:
@@ -86,5 +132,11 @@ class InputSpec:
     @classmethod
     def of(cls, preprocessing: Preprocessing) -> "InputSpec":
         names = preprocessing.feature_names
-        return cls(task=preprocessing.task, features=names, feature_shape=[len(names)], feature_dtype="float32",
-                   classes=preprocessing.classes, target_std=preprocessing.target_std)
+        if text := preprocessing.text:  # a block of tokens: the model reads all but the last
+            return cls(task=preprocessing.task, features=[], feature_shape=[text.block_size + 1], feature_dtype="int32",
+                       classes=[], vocab_size=text.vocab_size)
+        image = preprocessing.image.shape if preprocessing.image else None
+        return cls(task=preprocessing.task, features=names, feature_shape=[math.prod(image) if image else len(names)],
+                   feature_dtype="float32", classes=preprocessing.classes, target_std=preprocessing.target_std,
+                   image_shape=image, category_sizes=[len(c.slots) for c in preprocessing.categorical]
+                   if preprocessing.categorical_encoding == "ids" else [])

@@ -6,6 +6,7 @@ import pyarrow.fs as pafs
 import pyarrow.json as pa_json
 import pyarrow.parquet as pa_parquet
 import ray.data
+from PIL import Image
 from ray.data import FileShuffleConfig
 
 from rayspeed.config.data import DataConfig, has_uri_scheme, infer_format
@@ -24,6 +25,7 @@ FILE_READERS = {
     "parquet": pa_parquet.read_table,
     "csv": lambda file: pa_csv.read_csv(file, convert_options=CSV_CONVERT),
     "json": pa_json.read_json,
+    "images": lambda file: Image.open(file).load(),
 }
 
 
@@ -34,7 +36,7 @@ def read_source(data: DataConfig, *, seed: int) -> ray.data.Dataset:
     if data.is_builtin:
         return ray.data.from_pandas(load_builtin(data.source))
     try:
-        filesystem, path = _filesystem(data.source)  # pyarrow reads a URI's options (endpoint_override=...)
+        filesystem, path = source_filesystem(data.source)  # pyarrow reads a URI's options (endpoint_override=...)
         return READERS[resolve_format(data)](
             path, filesystem=filesystem, include_paths=True,
             shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True))
@@ -47,7 +49,7 @@ def find_unreadable_file(data: DataConfig) -> DataError | None:
     naming it (Ray's read errors do not say which file)."""
     if data.is_builtin:
         return None
-    filesystem, path = _filesystem(data.source)
+    filesystem, path = source_filesystem(data.source)
     info = filesystem.get_file_info(path)
     files = [path] if info.type == pafs.FileType.File else sorted(
         entry.path for entry in filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
@@ -71,7 +73,7 @@ def resolve_format(data: DataConfig) -> str:
     if data.format != "auto":
         return data.format
     try:
-        filesystem, path = _filesystem(data.source)
+        filesystem, path = source_filesystem(data.source)
         info = filesystem.get_file_info(path)
         listing = [] if info.type == pafs.FileType.File else [
             entry.base_name for entry in filesystem.get_file_info(pafs.FileSelector(path))]
@@ -83,5 +85,5 @@ def resolve_format(data: DataConfig) -> str:
     return found
 
 
-def _filesystem(source: str) -> tuple[pafs.FileSystem, str]:
+def source_filesystem(source: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(source) if has_uri_scheme(source) else (pafs.LocalFileSystem(), source)

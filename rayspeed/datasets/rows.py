@@ -29,7 +29,7 @@ def tag_rows(batch: pd.DataFrame, *, plan: ColumnPlan, split: SplitFractions, se
     frame = pd.DataFrame({name: _coerce(batch, name, numeric=_is_numeric(plan, name)) for name in plan.columns},
                          index=batch.index)
     bad = _bad_values(batch, frame, plan)
-    hashes = pd.util.hash_pandas_object(frame, index=False, hash_key=_hash_key(seed)).to_numpy()
+    hashes = pd.util.hash_pandas_object(frame, index=False, hash_key=hash_key(seed)).to_numpy()
     codes = split_codes((hashes >> np.uint64(11)).astype(np.float64) / float(2**53), split)  # top 53 bits
     flags = {"_bad": bad.any(axis=1).to_numpy(), "_no_label": frame[plan.label].isna().to_numpy(),
              "_missing": frame[plan.features].isna().any(axis=1).to_numpy() & drop_missing}
@@ -86,6 +86,6 @@ def _bad_values(batch: pd.DataFrame, frame: pd.DataFrame, plan: ColumnPlan) -> p
                          for name in plan.columns}, index=batch.index)
 
 
-def _hash_key(seed: int) -> str:
+def hash_key(seed: int) -> str:
     """pandas wants exactly 16 characters."""
     return f"rayspeed{seed & 0xFFFFFFFF:08x}"

@@ -10,7 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rayspeed.runs.output import Terminal, python_stderr_to
 
-LINE_METRICS = ("val_loss", "val_accuracy", "val_rmse", "test_loss", "test_accuracy", "test_rmse")
+LINE_METRICS = ("val_loss", "val_accuracy", "val_rmse", "val_perplexity", "test_loss", "test_accuracy", "test_rmse",
+                "test_perplexity")
 
 
 class RunObserver(Protocol):
@@ -70,11 +71,13 @@ class ProgressDisplay:
             self._last_val = f"val_acc {row['val_accuracy']:.4f}"
         elif "val_rmse" in row:
             self._last_val = f"val_rmse {row['val_rmse']:.4g}"
+        elif "val_perplexity" in row:
+            self._last_val = f"val_ppl {row['val_perplexity']:.3f}"
         elif "val_loss" in row:
             self._last_val = f"val_loss {row['val_loss']:.4f}"
         if self._bar is not None:
             info = " | ".join(part for part in (f"epoch {row['epoch']:.2f}", f"loss {row['train_loss']:.4f}",
-                                                self._last_val, f"{row['samples_per_s']:.0f} samples/s") if part)
+                                                self._last_val, _speed(row)) if part)
             self._bar.update(self._task, completed=row["step"], info=info)
         if epoch_end or checkpoint:
             self._line(progress_line(row, total_steps=self._total_steps, checkpoint=checkpoint))
@@ -98,7 +101,13 @@ def progress_line(row: dict, *, total_steps: int | None, checkpoint: bool) -> st
     step = f"step {row['step']}/{total_steps}" if total_steps else f"step {row['step']}"
     parts = [step, f"epoch {row['epoch']:.2f}", f"train_loss {row['train_loss']:.4f}"]
     parts += [f"{key} {row[key]:.4f}" for key in LINE_METRICS if key in row and not math.isnan(row[key])]
-    parts.append(f"{row['samples_per_s']:.0f} samples/s")
+    parts.append(_speed(row))
     if checkpoint:
         parts.append("checkpoint saved")
     return "[rayspeed] " + " | ".join(parts)
+
+
+def _speed(row: dict) -> str:
+    if "tokens_per_s" in row:
+        return f"{row['tokens_per_s']:.0f} tokens/s"
+    return f"{row['samples_per_s']:.0f} samples/s"

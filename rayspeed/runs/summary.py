@@ -8,8 +8,8 @@ from rayspeed.runs.layout import CONFUSION_MATRIX_FILE, LOG_FILE, LOSS_CURVES_FI
 from rayspeed.runs.metrics_log import read_metrics
 from rayspeed.runs.storage import RunStorage
 
-SHOWN_METRICS = ("train_loss", "val_loss", "val_accuracy", "val_rmse", "val_r2", "test_loss", "test_accuracy",
-                 "test_rmse", "test_r2")
+SHOWN_METRICS = ("train_loss", "val_loss", "val_accuracy", "val_rmse", "val_r2", "val_perplexity", "test_loss",
+                 "test_accuracy", "test_rmse", "test_r2", "test_perplexity", "tokens_per_s")
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,13 @@ class RunSummary:
     best_checkpoint: str | None
     best_metrics: dict
     files: list[str]
+    baselines: dict  # what the data alone predicts, e.g. `val_perplexity_unigram`
 
     def lines(self) -> list[str]:
         lines = [f"run: {self.run_dir} ({self.steps} steps)", f"final: {shown(self.final)}"]
+        for name, value in self.baselines.items():  # `val_perplexity_unigram` beside the final val_perplexity
+            metric = name.rsplit("_", 1)[0]
+            lines.append(f"baseline: {name} {value:.4f} (final {metric} {self.final.get(metric, float('nan')):.4f})")
         if self.best_checkpoint:
             lines.append(f"best checkpoint: {self.best_checkpoint} ({shown(self.best_metrics)})")
         lines += [f"wrote: {name}" for name in self.files]
@@ -33,8 +37,13 @@ def shown(metrics: dict) -> str:
     return ", ".join(f"{key} {metrics[key]:.4f}" for key in SHOWN_METRICS if key in metrics)
 
 
-def summarize(storage: RunStorage, *, best_checkpoint: str | None, best_metrics: dict, classes: list) -> RunSummary:
-    """Writes summary.json and the plots into the run directory, and returns the summary."""
+def summarize(storage: RunStorage, *, best_checkpoint: str | None, best_metrics: dict, classes: list,
+              baselines: dict | None = None) -> RunSummary:
+    """Writes summary.json and the plots into the run directory, and returns the summary.
+
+    Args:
+        baselines: `<metric>_<how>` -> the value the data alone reaches (printed beside the metric).
+    """
     rows = read_metrics(storage)
     final = scalars_of(rows[-1]) if rows else {}
     files = []
@@ -48,7 +57,8 @@ def summarize(storage: RunStorage, *, best_checkpoint: str | None, best_metrics:
         files.append(storage.display(CONFUSION_MATRIX_FILE))
     files.append(storage.display(LOG_FILE))
     summary = RunSummary(run_dir=storage.display(), steps=final.get("step", 0), final=final,
-                         best_checkpoint=best_checkpoint, best_metrics=scalars_of(best_metrics), files=files)
+                         best_checkpoint=best_checkpoint, best_metrics=scalars_of(best_metrics), files=files,
+                         baselines=baselines or {})
     storage.write(json.dumps(asdict(summary), indent=2), SUMMARY_FILE)
     return summary
 

@@ -33,6 +33,7 @@ from rayspeed.runs.storage import RunStorage
 from rayspeed.runs.summary import RunSummary, summarize
 from rayspeed.trainers.checkpointing import rank0_artifacts
 from rayspeed.trainers.gate import EpochGate
+from rayspeed.trainers.ingest import ingest_config, place_data_tasks
 from rayspeed.trainers.loop import train_loop_per_worker
 from rayspeed.trainers.models import check_model_builds
 from rayspeed.trainers.plan import LoopPlan, plan_loop
@@ -70,7 +71,8 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     notes(prepared.describe())
     plan = plan_loop(cfg, split_rows=prepared.split_rows)
     spec = prepared.input_spec
-    check_model_builds(cfg.model, num_features=spec.num_features, num_outputs=task_for(spec).output_size(spec))
+    check_model_builds(cfg.model, num_features=spec.num_features, num_outputs=task_for(spec).output_size(spec),
+                       image_shape=spec.image_shape, category_sizes=spec.category_sizes)
     notes(f"{plan.total_steps} steps ({plan.steps_per_epoch} per epoch) of global batch {cfg.batch.global_batch} "
           f"on {cfg.scaling.num_workers} workers")
     _save_once(storage, PREPROCESSING_FILE, prepared.preprocessing.to_dict())
@@ -97,7 +99,8 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         recorder.stop()
         sink.finish()
     best, best_metrics = _best_checkpoint(cfg, result, storage)
-    return summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes)
+    return summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
+                     baselines=prepared.baselines)
 
 
 def _cause(error: Exception) -> str:
@@ -125,6 +128,7 @@ def _prepare_data(cfg: ExperimentConfig, storage: RunStorage, *, resuming: bool,
                   observers: Sequence[RunObserver]) -> PreparedData:
     """A resumed run reuses the preprocessing it was trained with."""
     saved = storage.read_text(PREPROCESSING_FILE) if resuming else None
+    place_data_tasks(cfg.scaling)
     context = DataContext.get_current()
     context.enable_progress_bars = False  # an observer on a terminal turns them on for this phase
     context.print_on_execution_start = False
@@ -167,7 +171,7 @@ def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, stor
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
         datasets=prepared.datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),  # val/test: every rank, row-masked
+        dataset_config=ingest_config(),
     )
 
 

@@ -31,3 +31,16 @@ def set_hyperparameters(optimizer, train: TrainConfig) -> None:
         group["weight_decay"] = train.weight_decay
         if "momentum" in group:
             group["momentum"] = train.momentum
+
+
+@torch.no_grad()
+def average_buffers(module: nn.Module, *, world: int) -> None:
+    """Averages floating-point buffers (batch norm's running statistics) across ranks. DeepSpeed,
+    unlike DDP, does not broadcast buffers: each rank's would drift with its own batches, so
+    evaluations and the checkpoint (rank 0's copy) would use different statistics. Collective."""
+    import torch.distributed as dist
+
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer.div_(world)

@@ -14,16 +14,14 @@ from ray.train.v2._internal.execution import context as train_context
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.datasets.preprocessing import InputSpec
 from rayspeed.trainers.checkpointing import restore, save_and_report, seed_rank
-from rayspeed.trainers.engine import INPUT_DTYPES, build_engine, set_hyperparameters
-from rayspeed.trainers.evaluation import evaluate
+from rayspeed.trainers.engine import INPUT_DTYPES, average_buffers, build_engine, set_hyperparameters
+from rayspeed.trainers.evaluation import EVAL_ROWS, evaluate
 from rayspeed.trainers.gate import STOP, EpochGate
 from rayspeed.trainers.meter import WindowMeter
 from rayspeed.trainers.models import build_model
 from rayspeed.trainers.plan import LoopPlan
 from rayspeed.trainers.recorder import NullChannel
 from rayspeed.trainers.tasks import task_for
-
-SHUFFLE_BUFFER_BATCHES = 8
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -43,7 +41,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         # from Ray Data than one per micro batch.
         batches = shard.iter_torch_batches(
             batch_size=micro * accum, drop_last=True, device=worker.device,
-            local_shuffle_buffer_size=micro * accum * SHUFFLE_BUFFER_BATCHES,
+            local_shuffle_buffer_size=max(cfg.data.shuffle_buffer_rows, micro * accum),
             local_shuffle_seed=cfg.train.seed + epoch * worker.world + worker.rank)
         for index, (wait_s, batch) in enumerate(_timed(batches)):
             # Skipped batches are still read: streaming_split feeds all ranks in lockstep.
@@ -72,12 +70,15 @@ class Worker:
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.dtype = INPUT_DTYPES[cfg.train.precision]
         self.cfg, self.plan, self.task = cfg, plan, task_for(spec)
+        # Each rank runs its share of an evaluation batch: a language model's, one micro batch.
+        self.eval_rows = cfg.batch.micro_batch_per_worker * self.world if spec.vocab_size else EVAL_ROWS
         self.channel = channel
         self.rows_out = channel if self.rank == 0 else NullChannel()  # rank 0's rows speak for all
         self.artifacts = artifacts
         self.gate = gate  # a Tune trial's: wait for Tune's decision at every epoch end
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-        model = build_model(cfg.model, num_features=spec.num_features, num_outputs=self.task.output_size(spec))
+        model = build_model(cfg.model, num_features=spec.num_features, num_outputs=self.task.output_size(spec),
+                            image_shape=spec.image_shape, category_sizes=spec.category_sizes)
         self.engine = build_engine(model, ds_config=plan.ds_config, lr_plan=plan.lr_plan, peak_lr=cfg.train.lr)
         # Batches go where DeepSpeed put the model (its device comes from LOCAL_RANK).
         self.device = self.engine.device
@@ -94,7 +95,7 @@ class Worker:
         return step
 
     def train_micro_step(self, batch: dict, *, wait_s: float) -> None:
-        outputs = self.engine(self.task.inputs(batch, dtype=self.dtype))
+        outputs = self.engine(*self.task.inputs(batch, dtype=self.dtype))
         loss = self.task.loss(outputs, batch)
         self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps
         self.engine.step()  # steps the optimizer and the lr schedule only at accumulation boundaries
@@ -116,7 +117,9 @@ class Worker:
             return
         row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4),
                "lr": self.engine.lr_scheduler.lr_of_step(step), **self.meter.reduce(world=self.world)}
+        row.update(self.task.window_metrics(row))
         if report or checkpoint:
+            average_buffers(self.engine.module, world=self.world)
             if plan.has_val:
                 row.update(self._evaluate("val"))
             if step == plan.total_steps:
@@ -148,7 +151,7 @@ class Worker:
     def _evaluate(self, split: str, *, with_details: bool = False) -> dict:
         return evaluate(self.engine, ray.train.get_dataset_shard(split), task=self.task, split=split,
                         rank=self.rank, world=self.world, device=self.device, dtype=self.dtype,
-                        with_details=with_details)
+                        batch_rows=self.eval_rows, with_details=with_details)
 
 
 def _timed(batches):

@@ -1,8 +1,9 @@
 """What is being learned, as the loop and evaluation need it: the head size, how a batch becomes
-model inputs, the loss, and the metrics of a split. Classification and regression; language
-modelling plugs in here (its inputs decide their own casting: token ids are never cast to bf16).
+model inputs, the loss, and the metrics of a split: classification, regression and language
+modelling (whose inputs decide their own casting: token ids are never cast to bf16).
 """
 
+import math
 from typing import Protocol
 
 import torch
@@ -16,7 +17,9 @@ class Task(Protocol):
 
     def output_size(self, spec: InputSpec) -> int: ...
 
-    def inputs(self, batch: dict, *, dtype: torch.dtype) -> torch.Tensor: ...
+    def inputs(self, batch: dict, *, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """The model's positional arguments."""
+        ...
 
     def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor: ...
 
@@ -26,8 +29,24 @@ class Task(Protocol):
 
     def metrics(self, totals: torch.Tensor, *, split: str, with_details: bool) -> dict: ...
 
+    def window_metrics(self, window: dict) -> dict:
+        """Extra train metrics of a report window (e.g. tokens per second), from the meter's."""
+        ...
 
-class Classification:
+
+class RowTask:
+    """A task on table rows or pictures: float features (cast to the training precision) plus, under
+    `categorical_encoding: ids`, integer category slots; rows are its units of work."""
+
+    def inputs(self, batch: dict, *, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        features = batch["features"].to(dtype)
+        return (features, batch["categories"]) if "categories" in batch else (features,)
+
+    def window_metrics(self, window: dict) -> dict:
+        return {}
+
+
+class Classification(RowTask):
     """Class logits, cross entropy, accuracy and a confusion matrix."""
 
     name = "classification"
@@ -37,9 +56,6 @@ class Classification:
 
     def output_size(self, spec: InputSpec) -> int:
         return spec.num_classes
-
-    def inputs(self, batch: dict, *, dtype: torch.dtype) -> torch.Tensor:
-        return batch["features"].to(dtype)  # float features follow the training precision
 
     def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
         return F.cross_entropy(outputs.float(), batch["label"])
@@ -67,7 +83,7 @@ class Classification:
         return metrics
 
 
-class Regression:
+class Regression(RowTask):
     """One output predicting the standardized target; mean squared error; errors reported in the
     target's own units (rmse, mae) and r2."""
 
@@ -78,9 +94,6 @@ class Regression:
 
     def output_size(self, spec: InputSpec) -> int:
         return 1
-
-    def inputs(self, batch: dict, *, dtype: torch.dtype) -> torch.Tensor:
-        return batch["features"].to(dtype)
 
     def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
         return F.mse_loss(outputs.float().squeeze(-1), batch["label"])
@@ -103,7 +116,42 @@ class Regression:
                 f"{split}_mae": absolute / rows * self._scale, f"{split}_r2": 1 - squared / spread if spread else 0.0}
 
 
-TASKS = {"classification": Classification, "regression": Regression}
+class LanguageModeling:
+    """Next-token prediction over blocks of tokens: cross entropy per token, perplexity, tokens/s."""
+
+    name = "language_modeling"
+
+    def __init__(self, spec: InputSpec):
+        self._context = spec.num_features - 1
+
+    def output_size(self, spec: InputSpec) -> int:
+        return spec.vocab_size
+
+    def inputs(self, batch: dict, *, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        return (batch["features"][:, :-1].long(),)  # token ids: never cast to the training precision
+
+    def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        return F.cross_entropy(outputs.float().flatten(0, 1), batch["features"][:, 1:].long().flatten())
+
+    def new_totals(self, *, device) -> torch.Tensor:
+        """[loss sum over tokens, tokens]."""
+        return torch.zeros(2, dtype=torch.float64, device=device)
+
+    def add_to_totals(self, totals: torch.Tensor, outputs: torch.Tensor, batch: dict) -> None:
+        targets = batch["features"][:, 1:].long().flatten()
+        totals[0] += F.cross_entropy(outputs.float().flatten(0, 1), targets, reduction="sum")
+        totals[1] += targets.numel()
+
+    def metrics(self, totals: torch.Tensor, *, split: str, with_details: bool) -> dict:
+        loss, tokens = totals.tolist()
+        loss /= max(tokens, 1)
+        return {f"{split}_loss": loss, f"{split}_perplexity": math.exp(min(loss, 700.0))}
+
+    def window_metrics(self, window: dict) -> dict:
+        return {"tokens_per_s": window["samples_per_s"] * self._context}
+
+
+TASKS = {"classification": Classification, "regression": Regression, "language_modeling": LanguageModeling}
 
 
 def task_for(spec: InputSpec) -> Task:
