@@ -183,10 +183,30 @@ def test_regression_target_and_duplicates(ray_session, tmp_path):
     assert labels.dtype == np.float32 and abs(labels.mean()) < 1e-3
 
 
-def test_builtin_digits(ray_session):
+def test_builtin_digits_and_a_full_shuffle_every_pass(ray_session):
     prepared = build_datasets(DataConfig(source="digits"), seed=0)
     assert prepared.rows_read == 1797 and prepared.input_spec.num_features == 64
     assert prepared.input_spec.num_classes == 10 and prepared.input_spec.feature_shape == [64]
+    shuffled = build_datasets(DataConfig(source="digits", shuffle="full", cache="none"), seed=0).datasets["train"]
+    first, second = (list(shuffled.to_pandas()["row_hash"]) for _ in range(2))
+    assert sorted(first) == sorted(second) == sorted(prepared.datasets["train"].to_pandas()["row_hash"])
+    assert first != second
+
+
+def test_categorical_ids_are_slot_numbers_beside_the_numbers(ray_session, tmp_path):
+    path = tmp_path / "pets.csv"
+    frame(300).assign(colour=lambda f: np.where(f["a"] > 5, "red", "blue")).to_csv(path, index=False)
+    prepared = build_datasets(DataConfig(source=str(path), label_column="species", categorical_encoding="ids"),
+                              seed=0)
+    spec, rows = prepared.input_spec, prepared.datasets["train"].to_pandas()
+    assert spec.features == ["a", "b"] and spec.category_sizes == [3]  # unknown, then the 2 colours
+    vocabulary = prepared.preprocessing.categorical[0].vocabulary
+    slots = np.stack(rows["categories"])[:, 0]
+    assert set(slots) == {1, 2} and np.stack(rows["features"]).shape == (len(rows), 2)
+    colour = {"red": vocabulary.index("red") + 1, "blue": vocabulary.index("blue") + 1}
+    a = prepared.preprocessing.numeric[0]
+    expected = [colour["red"] if f[0] * a.std + a.mean > 5 else colour["blue"] for f in rows["features"]]
+    assert list(slots) == expected
 
 
 def test_folds_of_a_real_pipeline_are_disjoint_and_cover_the_data(ray_session, tmp_path):

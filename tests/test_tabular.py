@@ -1,5 +1,6 @@
-"""A mixed table end to end: text and number columns with gaps, a regression target, trained by
-real DeepSpeed on a real local Ray; the checkpoint's preprocessing reproduces the pipeline exactly."""
+"""A mixed table end to end: text and number columns with gaps, a regression target, categories as
+embedding ids, trained by real DeepSpeed on a real local Ray; the checkpoint's preprocessing
+reproduces the pipeline exactly."""
 
 import json
 
@@ -35,7 +36,8 @@ def test_regression_on_a_mixed_table_and_preprocessing_restored_from_the_checkpo
     houses(3000, seed=0).to_csv(path, index=False)
     config = experiment(tmp_path, run={"name": "houses"}, model={"name": "mlp", "args": {"hidden_sizes": [32]}},
                         data={"source": str(path), "label_column": "price", "task": "regression",
-                              "missing": "median", "categorical_columns": ["rooms"]},
+                              "missing": "median", "categorical_columns": ["rooms"],
+                              "categorical_encoding": "ids"},  # district and rooms: embedding tables
                         train={"epochs": 4, "lr": 0.01}, tracking={"mode": "disabled"},
                         checkpoint={"score_metric": "val_rmse", "score_mode": "min"})
     summary = train(config, ray_address, wandb_mode="disabled")
@@ -59,9 +61,12 @@ def test_regression_on_a_mixed_table_and_preprocessing_restored_from_the_checkpo
         pipeline = build_datasets(data, seed=0, fitted=restored).datasets["test"].to_pandas()
     finally:
         ray.shutdown()
-    by_hash = dict(zip(pipeline["row_hash"], pipeline["features"], strict=True))
+    by_hash = {h: (f, c) for h, f, c in zip(pipeline["row_hash"], pipeline["features"], pipeline["categories"],
+                                            strict=True)}
     assert len(by_hash) == len(held_back["row_hash"]) == report["split_rows"]["test"]
-    for row_hash, features in zip(held_back["row_hash"], held_back["features"], strict=True):
-        np.testing.assert_array_equal(by_hash[row_hash], features)
+    for row_hash, features, categories in zip(held_back["row_hash"], held_back["features"], held_back["categories"],
+                                              strict=True):
+        np.testing.assert_array_equal(by_hash[row_hash][0], features)
+        np.testing.assert_array_equal(by_hash[row_hash][1], categories)
     assert not np.isnan(held_back["features"]).any()  # missing areas filled with the train median
     assert summary.final["test_rmse"] < 0.3 * restored.target_std  # errors in dollars, well inside the spread

@@ -74,6 +74,9 @@ def test_zero2_run_learns_and_records_everything_once(tmp_path, ray_address, cap
     assert [(r["_step"], r["train/loss"]) for r in logged] == [(r["step"], r["train_loss"]) for r in rows]
     assert len(logged) > 3 * len(epoch_ends)
     assert wandb_config(directory / "wandb", run_id)["train"]["zero_stage"] == 2
+    data = wandb_config(directory / "wandb", run_id, kind="summary")
+    assert data["data/rows_read"] == 1797 and data["data/rows_dropped/no label"] == 0
+    assert sum(data[f"data/split_rows/{split}"] for split in ("train", "val", "test")) == 1797
 
     preprocessing = json.loads((directory / "preprocessing.json").read_text())
     assert len(preprocessing["numeric"]) == 64 and preprocessing["classes"] == list(range(10))
@@ -103,13 +106,14 @@ def assert_checkpoint_has_both_ranks(directory: Path, stage: int) -> None:
         assert "mp_rank_00_model_states.pt" in files
 
 
-def wandb_config(wandb_dir: Path, run_id: str) -> dict:
-    """The run config as W&B recorded it: the run record's config, then later config updates."""
+def wandb_config(wandb_dir: Path, run_id: str, *, kind: str = "config") -> dict:
+    """The run config (or summary) as W&B recorded it: the run record's, then later updates."""
     found = {}
     for run_file in sorted(Path(wandb_dir).glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")):
         for record in wandb_records.records(run_file):
-            kind = record.WhichOneof("record_type")
-            updates = record.run.config.update if kind == "run" else record.config.update if kind == "config" else []
+            which = record.WhichOneof("record_type")
+            updates = (getattr(record.run, kind).update if which == "run"
+                       else getattr(record, kind).update if which == kind else [])
             for item in updates:
                 found[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return found

@@ -22,8 +22,8 @@ def loss_curves(rows: list[dict], *, title: str) -> bytes:
         accuracy.set_ylim(0, 1)
         accuracy.legend(loc="center right")
     axis.set_xlabel("optimizer step")
-    classifying = not val or "val_accuracy" in val[0]
-    axis.set_ylabel("cross-entropy loss" if classifying else "mean squared error (standardized target)")
+    regression = bool(val) and "val_rmse" in val[0]
+    axis.set_ylabel("mean squared error (standardized target)" if regression else "cross-entropy loss")
     axis.set_title(title)
     axis.legend(loc="upper right")
     return png(figure)
@@ -34,7 +34,9 @@ def confusion_matrix(matrix: list[list[int]], classes: list, *, title: str) -> b
     figure, axis = plt.subplots(figsize=(size, size))
     axis.imshow(matrix, cmap="Blues")
     ticks = range(len(classes))
-    axis.set_xticks(ticks, [str(c) for c in classes])
+    long_names = max(len(str(c)) for c in classes) > 4  # e.g. "T-shirt/top": slanted, or they overlap
+    axis.set_xticks(ticks, [str(c) for c in classes], rotation=45 if long_names else 0,
+                    ha="right" if long_names else "center")
     axis.set_yticks(ticks, [str(c) for c in classes])
     peak = max(max(row) for row in matrix) or 1
     for i, row in enumerate(matrix):

@@ -34,7 +34,8 @@ class RunSummary:
 
 
 def shown(metrics: dict) -> str:
-    return ", ".join(f"{key} {metrics[key]:.4f}" for key in SHOWN_METRICS if key in metrics)
+    return ", ".join(f"{key} {metrics[key]:.4f}" if abs(metrics[key]) < 1000 else f"{key} {metrics[key]:.0f}"
+                     for key in SHOWN_METRICS if key in metrics)
 
 
 def summarize(storage: RunStorage, *, best_checkpoint: str | None, best_metrics: dict, classes: list,

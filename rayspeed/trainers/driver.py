@@ -39,7 +39,7 @@ from rayspeed.trainers.models import check_model_builds
 from rayspeed.trainers.plan import LoopPlan, plan_loop
 from rayspeed.trainers.recorder import RunRecorder
 from rayspeed.trainers.tasks import task_for
-from rayspeed.trainers.tracking import NullSink, WandbSettings, WandbSink
+from rayspeed.trainers.tracking import NullSink, WandbSettings, WandbSink, data_summary
 
 # Worker-group startup failures (e.g. resources that never appear) are retried this often, not forever.
 CONTROLLER_FAILURE_LIMIT = 3
@@ -81,7 +81,8 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     metrics = MetricsLog(storage)
     if start.resuming:
         metrics.append(_rows_of_latest_checkpoint(storage))  # a driver killed before committing them
-    sink = _wandb_sink(cfg, storage, run_id=start.wandb_run_id, mode=wandb_mode, labels=wandb_labels or {})
+    sink = _wandb_sink(cfg, storage, run_id=start.wandb_run_id, mode=wandb_mode, labels=wandb_labels or {},
+                       data_report=prepared.report())
     sink.start()
     sink.log(metrics.rows)  # a resumed run: what a killed driver's W&B may have lost (see tracking)
     recorder = RunRecorder(metrics, sink, plan, world=cfg.scaling.num_workers, observers=list(observers))
@@ -206,7 +207,8 @@ def _best_checkpoint(cfg: ExperimentConfig, result, storage: RunStorage) -> tupl
     return storage.uri(best.path), metrics
 
 
-def _wandb_sink(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode: str, labels: Mapping[str, Any]):
+def _wandb_sink(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode: str, labels: Mapping[str, Any],
+                data_report: dict):
     if mode == "disabled":
         return NullSink()
     tracking = cfg.tracking
@@ -214,5 +216,5 @@ def _wandb_sink(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode
     directory = storage.path if storage.is_local() else str(local_run_dir(cfg.run.name))
     settings = WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
                              run_id=run_id, name=cfg.run.name, dir=directory,
-                             config={**redact(cfg.resolved_dict()), **labels})
+                             config={**redact(cfg.resolved_dict()), **labels}, summary=data_summary(data_report))
     return WandbSink(settings)

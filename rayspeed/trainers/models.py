@@ -63,10 +63,11 @@ def cnn(args: CnnArgs, *, num_features: int, num_outputs: int, image_shape: list
             layers.append(nn.MaxPool2d(2))
             side //= 2
         width = out
-    layers += [nn.AdaptiveAvgPool2d(2), nn.Flatten()]
+    pooled = min(side, 4)  # keep up to 4x4 places for the head (2x2 averages away too much detail)
+    layers += [nn.AdaptiveAvgPool2d(pooled), nn.Flatten()]
     if args.dropout:
         layers.append(nn.Dropout(args.dropout))
-    layers.append(nn.Linear(width * 4, num_outputs))
+    layers.append(nn.Linear(width * pooled * pooled, num_outputs))
     return nn.Sequential(*layers)
 
 

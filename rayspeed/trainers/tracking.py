@@ -27,6 +27,7 @@ class WandbSettings:
     name: str
     dir: str
     config: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)  # flat `data/...` counts, set once in the run's summary
 
 
 class WandbSink:
@@ -46,6 +47,7 @@ class WandbSink:
         self._run = wandb.init(project=settings.project, entity=settings.entity, group=settings.group,
                                mode=settings.mode, id=settings.run_id, name=settings.name, resume="allow",
                                dir=settings.dir, config=settings.config)
+        self._run.summary.update(settings.summary)
         if settings.mode == "offline":
             self.logged_step = wandb_records.last_step(Path(settings.dir) / "wandb", settings.run_id)
         else:
@@ -76,6 +78,18 @@ class NullSink:
 
     def finish(self) -> None:
         pass
+
+
+def data_summary(report: dict) -> dict[str, float]:
+    """The data report (rows read, dropped by reason, missing values, split sizes, baselines) as flat
+    W&B summary keys: `data/rows_read`, `data/rows_dropped/no label`, `data/split_rows/train`, ..."""
+    flat = {}
+    for key, value in report.items():
+        if isinstance(value, dict):
+            flat.update({f"data/{key}/{name}": number for name, number in value.items()})
+        else:
+            flat[f"data/{key}"] = value
+    return flat
 
 
 def scalars(row: dict) -> dict[str, float]:
