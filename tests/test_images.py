@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from conftest import experiment, run_dir, train
 from PIL import Image
 
@@ -123,4 +122,3 @@ def test_a_cnn_learns_a_folder_of_pictures_with_augmentation(tmp_path, digit_fol
     assert saved.image.shape == [1, 8, 8] and saved.classes == [f"digit_{d}" for d in range(10)]
     spec = json.loads((checkpoint / "input_spec.json").read_text())
     assert spec["image_shape"] == [1, 8, 8] and spec["feature_shape"] == [64]
-    ray.shutdown()

@@ -65,3 +65,43 @@ def test_data_read_from_s3_trains_into_s3_and_resumes_from_it(tmp_path, ray_addr
     assert steps == sorted(set(steps)) and resumed.steps == 2 * first.steps and steps[-1] == resumed.steps
     assert storage.read_text("preprocessing.json") == saved
     assert resumed.best_checkpoint.startswith("s3://runs/experiments/from-s3/step_")
+
+
+def test_pictures_and_text_are_read_from_s3(tmp_path, ray_address, s3_uri):
+    """The picture and text readers take the same URIs (pyarrow's S3 filesystem with the URI's options)."""
+    import os
+
+    import ray
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from rayspeed.datasets import build_datasets
+
+    endpoint = s3_uri.partition("?")[2]
+    client = boto3.client("s3", endpoint_url=f"http://{endpoint.split('&')[0].removeprefix('endpoint_override=')}")
+    bunch = load_digits()
+    for index in range(60):
+        picture = tmp_path / "picture.png"
+        Image.fromarray((bunch.images[index] * 255 / 16).astype(np.uint8), mode="L").save(picture)
+        client.put_object(Bucket="runs", Key=f"pictures/digit_{bunch.target[index]}/{index}.png",
+                          Body=picture.read_bytes())
+    texts = {name: " ".join(f"{name}{i}" for i in range(200)).encode() for name in ("one", "two")}
+    for name, content in texts.items():
+        client.put_object(Bucket="runs", Key=f"texts/{name}.txt", Body=content)
+    base = experiment(tmp_path, data={"source": f"s3://runs/pictures?{endpoint}", "format": "images"})
+    # Ray Data's tasks get the credentials as rayspeed's own connection hands them over.
+    credentials = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
+    ray.init(address=ray_address, runtime_env={"env_vars": credentials})
+    try:
+        pictures = build_datasets(load_config(base).data, seed=0)
+        text = load_config(experiment(
+            tmp_path, data={"source": f"s3://runs/texts?{endpoint}", "format": "text", "task": "language_modeling",
+                            "text": {"block_size": 16}},
+            model={"name": "transformer", "args": {}},
+            checkpoint={"score_metric": "val_perplexity", "score_mode": "min"})).data
+        blocks = build_datasets(text, seed=0)
+    finally:
+        ray.shutdown()
+    assert pictures.rows_read == 60 and pictures.input_spec.image_shape == [1, 8, 8]
+    assert pictures.preprocessing.classes == sorted({f"digit_{d}" for d in bunch.target[:60]})
+    assert blocks.rows_read == sum((len(content) + 1) // 17 for content in texts.values())

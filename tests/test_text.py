@@ -52,6 +52,10 @@ def test_bytes_become_blocks_that_decode_back_and_a_file_that_is_not_utf8_is_nam
     assert stream.count(transform.end_of_document) == 2
     assert Tokenizer(transform).decode(stream) == "".join(documents)
     assert sum(tagged[f"_in_{s}"].sum() for s in ("train", "val", "test")) == 4
+    # A document's blocks are the same whichever files Ray reads beside it.
+    alone = [tag_blocks({name: values[i:i + 1] for name, values in batch.items()}, transform=transform,
+                        split=SplitFractions(), seed=0) for i in range(2)]
+    assert sorted(h for part in alone for h in part["_hash"]) == sorted(tagged["_hash"])
 
     batch["bytes"][1] = b"caf\xe9"
     tagged = tag_blocks(batch, transform=transform, split=SplitFractions(), seed=0)
@@ -103,10 +107,11 @@ def test_a_bad_tokenizer_file_is_named(tmp_path, corpus):
         build_datasets(data, seed=0)
 
 
-def test_a_small_gpt_beats_the_unigram_baseline(tmp_path, corpus, ray_address):
+def test_a_small_gpt_under_zero3_beats_the_unigram_baseline(tmp_path, corpus, ray_address):
     config = lm_experiment(tmp_path, corpus, run={"name": "gpt"},
                            train={"epochs": None, "max_steps": 150, "global_batch": 64, "micro_batch_per_worker": 32,
-                                  "lr": 0.003, "warmup_steps": 10, "lr_schedule": "constant"},
+                                  "lr": 0.003, "warmup_steps": 10, "lr_schedule": "constant",
+                                  "zero_stage": 3},  # parameters sharded: the tied embedding and output layer
                            checkpoint={"score_metric": "val_perplexity", "score_mode": "min", "every_n_steps": 75},
                            tracking={"mode": "disabled", "log_every_n_steps": 20})
     summary = train(config, ray_address, wandb_mode="disabled")
@@ -115,6 +120,5 @@ def test_a_small_gpt_beats_the_unigram_baseline(tmp_path, corpus, ray_address):
     assert summary.baselines == {"val_perplexity_unigram": baseline}
     assert 15 < baseline < 60  # bytes of Python source
     assert summary.final["val_perplexity"] < 0.6 * baseline, (summary.final, baseline)
-    assert summary.final["tokens_per_s"] == pytest.approx(summary.final["samples_per_s"] * 32)
     saved = json.loads((max(directory.glob("step_*")) / "preprocessing.json").read_text())
     assert saved["text"] == {"tokenizer": "bytes", "block_size": 32, "vocab_size": 257, "tokenizer_json": None}

@@ -116,9 +116,9 @@ class DataConfig(Section):
     object store, for files each holding one class and larger than the buffer)."""
     shuffle_buffer_rows: PositiveInt = 4096
     """Rows each worker holds to draw its batches from at random (at least one global batch's share)."""
-    image: ImageConfig | None = None
+    image: ImageConfig = ImageConfig()
     """Pictures (`format: images`, fashion_mnist): size, channels and training-only augmentation."""
-    text: TextConfig | None = None
+    text: TextConfig = TextConfig()
     """Text (`format: text`): the tokenizer and the block length."""
 
     @property
@@ -130,16 +130,6 @@ class DataConfig(Section):
         """`table` (rows of columns), `images` or `text`."""
         return BUILTIN_DATASETS.get(self.source) or (self.format if self.format in ("images", "text") else "table")
 
-    @property
-    def images(self) -> ImageConfig:
-        """The picture settings, defaults when the section is left out."""
-        return self.image or ImageConfig()
-
-    @property
-    def texts(self) -> TextConfig:
-        """The text settings, defaults when the section is left out."""
-        return self.text or TextConfig()
-
     @model_validator(mode="after")
     def _fits_modality(self):
         modality = self.modality
@@ -149,9 +139,9 @@ class DataConfig(Section):
             raise ValueError("pictures are classified: task must be classification")
         if (modality == "text") != (self.task == "language_modeling"):
             raise ValueError("language_modeling reads text: set both task: language_modeling and format: text")
-        if self.image is not None and modality != "images":
+        if "image" in self.model_fields_set and modality != "images":
             raise ValueError("image is only for pictures (format: images, or fashion_mnist)")
-        if self.text is not None and modality != "text":
+        if "text" in self.model_fields_set and modality != "text":
             raise ValueError("text is only for format: text")
         return self
 

@@ -25,7 +25,7 @@ class MlpArgs(Section):
 
 class CnnArgs(Section):
     """Conv net for pictures: blocks of 3x3 conv, batch norm, ReLU and 2x2 max pooling (while the
-    picture is at least 4 pixels on each side), then average pooling to 2x2 and a linear head."""
+    picture is at least 4 pixels on each side), then average pooling to at most 4x4 and a linear head."""
 
     image_shape: list[PositiveInt] | None = Field(None, min_length=3, max_length=3)
     """[channels, height, width] of one row; default: the pictures' own shape, or for table rows of

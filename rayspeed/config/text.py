@@ -8,9 +8,9 @@ BYTE_TOKENIZER = "bytes"
 
 
 class TextConfig(Section):
-    """Each file is one document: tokenized, ended with an end-of-document token, joined with the
-    documents read beside it and cut into blocks of `block_size` + 1 tokens (a model reads
-    `block_size` and predicts the next token at each position)."""
+    """Each file is one document: tokenized, ended with an end-of-document token and cut from its
+    first token into blocks of `block_size` + 1 tokens (a model reads `block_size` and predicts the
+    next token at each position); its last partial block is left out."""
 
     tokenizer: str = BYTE_TOKENIZER
     """`bytes` (UTF-8 bytes: 256 tokens plus end of document), or the path of a Hugging Face

@@ -6,7 +6,6 @@ way table rows are (`rows.split_codes`), so splits are deterministic and identic
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pyarrow.fs as pafs
 import ray.data
 from PIL import Image
@@ -15,12 +14,12 @@ from ray.data.datasource import Partitioning
 
 from rayspeed.config.data import DataConfig, SplitFractions
 from rayspeed.datasets.builtin import load_builtin
-from rayspeed.datasets.readers import source_filesystem
-from rayspeed.datasets.rows import SPLIT_CODES, SPLIT_FLAGS, hash_key, split_codes
+from rayspeed.datasets.preprocessing import ImageTransform
+from rayspeed.datasets.readers import IMAGE_SUFFIXES, from_frame, source_filesystem
+from rayspeed.datasets.rows import content_digests, split_tags
 from rayspeed.errors import DataError
 
 IMAGE, LABEL = "image", "label"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
 MODES = {1: "L", 3: "RGB"}
 
 
@@ -33,21 +32,23 @@ class PictureFormat:
     channels: int
 
 
-def read_pictures(data: DataConfig, *, seed: int) -> tuple[ray.data.Dataset, PictureFormat]:
+def read_pictures(data: DataConfig, *, seed: int, fitted: ImageTransform | None = None
+                  ) -> tuple[ray.data.Dataset, PictureFormat]:
     """Lazily reads the pictures (`image` uint8, `label` the class folder's name), each decoded to the
-    configured size and channels, or to those of the first picture; the files come in a new order on
-    every pass, as table files do.
+    size and channels a resumed run was fitted with (`fitted`), else the configured ones, else those
+    of the first picture. A folder's files come in a new order on every pass, as table files do.
 
     Raises:
-        DataError: the source cannot be listed or holds no picture in a class folder.
+        DataError: the source cannot be listed, holds no picture in a class folder, or holds one
+            outside class folders.
     """
     if data.is_builtin:
         frame = load_builtin(data.source)
         first = frame[IMAGE].iloc[0]
         found = PictureFormat(first.shape[0], first.shape[1], first.shape[2] if first.ndim == 3 else 1)
-        return ray.data.from_pandas(frame), _configured(data, found)
+        return from_frame(frame), _decided(data, found, fitted)
     filesystem, root = source_filesystem(data.source)
-    picture_format = _configured(data, _first_picture(filesystem, root, data.source))
+    picture_format = _decided(data, _first_picture(filesystem, root, data.source), fitted)
     dataset = ray.data.read_images(
         root, filesystem=filesystem, size=(picture_format.height, picture_format.width),
         mode=MODES[picture_format.channels], include_paths=True,
@@ -56,18 +57,13 @@ def read_pictures(data: DataConfig, *, seed: int) -> tuple[ray.data.Dataset, Pic
     return dataset, picture_format
 
 
-
-
 def tag_pictures(batch: dict, *, picture_format: PictureFormat, split: SplitFractions, seed: int) -> dict:
     """`image` as (rows, height, width, channels) uint8, `label` as text, `_hash` of the pixels, the
     split and its flags; every decoded picture is usable."""
     images = as_pixels(batch[IMAGE], picture_format)
-    digests = pd.util.hash_pandas_object(pd.Series([image.tobytes() for image in images]), index=False,
-                                         hash_key=hash_key(seed)).to_numpy()
-    codes = split_codes((digests >> np.uint64(11)).astype(np.float64) / float(2**53), split)
+    digests = content_digests([image.tobytes() for image in images], seed=seed)
     return {IMAGE: images, LABEL: np.asarray([str(label) for label in batch[LABEL]], dtype=object),
-            "_hash": (digests >> np.uint64(1)).astype(np.int64), "_split": codes,
-            **{flag: (codes == SPLIT_CODES[name]).astype(np.int8) for name, flag in SPLIT_FLAGS.items()}}
+            **split_tags(digests, split)}
 
 
 def as_pixels(images, picture_format: PictureFormat) -> np.ndarray:
@@ -86,20 +82,25 @@ def as_pixels(images, picture_format: PictureFormat) -> np.ndarray:
     return out
 
 
-def _configured(data: DataConfig, found: PictureFormat) -> PictureFormat:
-    size, channels = data.images.size, data.images.channels
+def _decided(data: DataConfig, found: PictureFormat, fitted: ImageTransform | None) -> PictureFormat:
+    if fitted is not None:  # the same pixels, hence the same splits, as the run being resumed
+        return PictureFormat(fitted.height, fitted.width, fitted.channels)
+    size, channels = data.image.size, data.image.channels
     height, width = size or (found.height, found.width)
     return PictureFormat(height, width, channels or found.channels)
 
 
 def _first_picture(filesystem: pafs.FileSystem, root: str, source: str) -> PictureFormat:
-    """The size and channels of the first picture inside a class folder."""
+    """The size and channels of the first picture, once every picture is known to be in a class folder."""
     try:
         entries = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
     except (OSError, FileNotFoundError) as error:
         raise DataError(f"data.source: cannot read {source!r}: {error}") from error
-    pictures = sorted(entry.path for entry in entries if entry.type == pafs.FileType.File
-                      and entry.path.lower().endswith(IMAGE_SUFFIXES) and entry.path[len(root):].strip("/").count("/"))
+    pictures = sorted(entry.path for entry in entries
+                      if entry.type == pafs.FileType.File and entry.path.lower().endswith(IMAGE_SUFFIXES))
+    if astray := [path for path in pictures if path[len(root):].strip("/").count("/") != 1]:
+        raise DataError(f"data.source: {astray[0]} is not in a class folder (expected "
+                        f"{source.rstrip('/')}/<class>/<picture>; {len(astray)} pictures are elsewhere)")
     if not pictures:
         raise DataError(f"data.source: no pictures in class folders under {source!r} (expected "
                         f"<class>/<picture> files ending in {', '.join(IMAGE_SUFFIXES)})")

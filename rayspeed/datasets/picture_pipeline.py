@@ -19,7 +19,7 @@ def build_picture_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing
             empty train split.
     """
     with named_data_errors(data):
-        source, picture_format = read_pictures(data, seed=seed)
+        source, picture_format = read_pictures(data, seed=seed, fitted=fitted.image if fitted else None)
         tagged = source.map_batches(tag_pictures, batch_format="numpy", fn_kwargs={
             "picture_format": picture_format, "split": data.split, "seed": seed})
         found = measure_pictures(tagged, picture_format)
@@ -28,7 +28,7 @@ def build_picture_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing
             raise DataError(f"data.source: no training pictures out of {found['rows'] or 0} read")
         preprocessing = fitted or fit_pictures(found, picture_format)
         transform = preprocessing.image
-        augment = data.images.augment
+        augment = data.image.augment
         black = [-mean / std for mean, std in zip(transform.mean, transform.std, strict=True)]
         datasets = encode_splits(
             tagged, picture_rows, preprocessing=preprocessing, data=data, seed=seed, batch_format="numpy",

@@ -1,4 +1,4 @@
-"""What every pipeline (tables, pictures) hands the trainer: the model-ready splits and what was
+"""What every pipeline (tables, pictures, text) hands the trainer: the model-ready splits and what was
 learned and counted, plus the steps they share: encoding each split, and naming the unreadable file."""
 
 import contextlib
@@ -41,7 +41,8 @@ class PreparedData:
             inputs = f"blocks of {spec.num_features - 1}"
         else:
             inputs = f"{spec.num_features} inputs"
-        return (f"data: {self.rows_read} rows read, dropped: {dropped}"
+        rows = "blocks cut" if spec.vocab_size else "rows read"
+        return (f"data: {self.rows_read} {rows}, dropped: {dropped}"
                 + (f"; missing values: {missing}" if missing else "")
                 + f"; {splits}; {inputs}, {what}")
 

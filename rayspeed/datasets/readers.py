@@ -1,5 +1,6 @@
 """Turns `data.source` into a Ray Dataset: a built-in table, or parquet/CSV/JSON-lines files."""
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.fs as pafs
@@ -26,7 +27,10 @@ FILE_READERS = {
     "csv": lambda file: pa_csv.read_csv(file, convert_options=CSV_CONVERT),
     "json": pa_json.read_json,
     "images": lambda file: Image.open(file).load(),
+    "text": lambda file: file.read(),  # undecodable text is found per file by the pipeline itself
 }
+BLOCK_ROWS = 10_000  # rows per block of a built-in set
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")  # Ray's read_images reads these
 
 
 def read_source(data: DataConfig, *, seed: int) -> ray.data.Dataset:
@@ -34,7 +38,7 @@ def read_source(data: DataConfig, *, seed: int) -> ray.data.Dataset:
     row keeps the file it came from (`columns.PATH_COLUMN`), and every pass over the files takes
     them in a new order, derived from `seed` (an epoch of files sorted by label is still mixed)."""
     if data.is_builtin:
-        return ray.data.from_pandas(load_builtin(data.source))
+        return from_frame(load_builtin(data.source))
     try:
         filesystem, path = source_filesystem(data.source)  # pyarrow reads a URI's options (endpoint_override=...)
         return READERS[resolve_format(data)](
@@ -44,6 +48,12 @@ def read_source(data: DataConfig, *, seed: int) -> ray.data.Dataset:
         raise DataError(f"data.source: cannot read {data.source!r}: {error}") from error
 
 
+def from_frame(frame: pd.DataFrame) -> ray.data.Dataset:
+    """An in-memory table as a Ray Dataset of several blocks, so its map tasks run side by side (one
+    block would put all of a built-in set's tagging, statistics and encoding in a single task)."""
+    return ray.data.from_pandas([frame.iloc[start:start + BLOCK_ROWS] for start in range(0, len(frame), BLOCK_ROWS)])
+
+
 def find_unreadable_file(data: DataConfig) -> DataError | None:
     """After Ray failed to read the source: the first file pyarrow cannot read either, as an error
     naming it (Ray's read errors do not say which file)."""
@@ -51,10 +61,12 @@ def find_unreadable_file(data: DataConfig) -> DataError | None:
         return None
     filesystem, path = source_filesystem(data.source)
     info = filesystem.get_file_info(path)
+    kind = resolve_format(data)
+    suffixes = {"images": IMAGE_SUFFIXES, "text": tuple(s.lower() for s in data.text.suffixes)}.get(kind) or ("",)
     files = [path] if info.type == pafs.FileType.File else sorted(
         entry.path for entry in filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
-        if entry.type == pafs.FileType.File)
-    reader = FILE_READERS[resolve_format(data)]
+        if entry.type == pafs.FileType.File and entry.path.lower().endswith(suffixes))
+    reader = FILE_READERS[kind]
     for file in files:
         try:
             with filesystem.open_input_file(file) as stream:

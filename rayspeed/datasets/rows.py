@@ -30,7 +30,6 @@ def tag_rows(batch: pd.DataFrame, *, plan: ColumnPlan, split: SplitFractions, se
                          index=batch.index)
     bad = _bad_values(batch, frame, plan)
     hashes = pd.util.hash_pandas_object(frame, index=False, hash_key=hash_key(seed)).to_numpy()
-    codes = split_codes((hashes >> np.uint64(11)).astype(np.float64) / float(2**53), split)  # top 53 bits
     flags = {"_bad": bad.any(axis=1).to_numpy(), "_no_label": frame[plan.label].isna().to_numpy(),
              "_missing": frame[plan.features].isna().any(axis=1).to_numpy() & drop_missing}
     first = np.zeros(len(frame), dtype=bool)  # a row is counted under the first reason only
@@ -39,12 +38,23 @@ def tag_rows(batch: pd.DataFrame, *, plan: ColumnPlan, split: SplitFractions, se
         first |= flag
     usable = ~first
     return frame.assign(
-        _split=codes, **{name: flag.astype(np.int8) for name, flag in flags.items()},
-        _usable=usable.astype(np.int8),
-        **{flag: ((codes == SPLIT_CODES[name]) & usable).astype(np.int8) for name, flag in SPLIT_FLAGS.items()},
-        _hash=(hashes >> np.uint64(1)).astype(np.int64),  # non-negative, used to share val/test by rank
-        _bad_value=_describe_bad(batch, bad, source=source),
-    )
+        **{name: flag.astype(np.int8) for name, flag in flags.items()}, _usable=usable.astype(np.int8),
+        **split_tags(hashes, split, usable=usable), _bad_value=_describe_bad(batch, bad, source=source))
+
+
+def split_tags(digests: np.ndarray, split: SplitFractions, *, usable: np.ndarray | None = None) -> dict:
+    """From each row's 64-bit content hash: `_split`, one `_in_<split>` flag per split (usable rows
+    only), and `_hash`, non-negative, which shares val and test rows out by rank."""
+    codes = split_codes((digests >> np.uint64(11)).astype(np.float64) / float(2**53), split)  # top 53 bits
+    usable = np.ones(len(digests), dtype=bool) if usable is None else usable
+    return {"_split": codes, "_hash": (digests >> np.uint64(1)).astype(np.int64),
+            **{flag: ((codes == SPLIT_CODES[name]) & usable).astype(np.int8) for name, flag in SPLIT_FLAGS.items()}}
+
+
+def content_digests(contents: list[bytes], *, seed: int) -> np.ndarray:
+    """The 64-bit hash of each row's bytes (pixels, tokens), keyed by the seed as table rows are."""
+    return pd.util.hash_pandas_object(pd.Series(contents, dtype=object), index=False,
+                                      hash_key=hash_key(seed)).to_numpy()
 
 
 def _describe_bad(batch: pd.DataFrame, bad: pd.DataFrame, *, source: str) -> pd.Series:

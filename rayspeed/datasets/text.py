@@ -1,19 +1,19 @@
 """Text in: plain-text files read whole by Ray Data (one file, one document), tokenized and cut into
 fixed-length blocks, each tagged with its split and hash the way table rows are.
 
-Blocks are split one by one (by a hash of their tokens), not file by file, so a corpus of one file
-has validation and test text too; a block never spans two batches of files, and each batch's last
-partial block is left out (under one block per batch of files).
+Each document is cut on its own, from its first token, so a block's content depends on its document
+alone, never on which files Ray read together (which changes from pass to pass); each document's last
+partial block is left out, and a document shorter than one block gives none. Blocks are split one by
+one (by a hash of their tokens), not file by file, so a corpus of one file has val and test text too.
 """
 
 import numpy as np
-import pandas as pd
 import ray.data
 from ray.data import FileShuffleConfig
 
 from rayspeed.config.data import DataConfig, SplitFractions
 from rayspeed.datasets.readers import source_filesystem
-from rayspeed.datasets.rows import SPLIT_CODES, SPLIT_FLAGS, hash_key, split_codes
+from rayspeed.datasets.rows import content_digests, split_tags
 from rayspeed.datasets.tokenizing import TextTransform, Tokenizer, text_transform
 from rayspeed.errors import DataError
 
@@ -23,7 +23,7 @@ TOKENS = "tokens"
 def read_documents(data: DataConfig, *, seed: int) -> ray.data.Dataset:
     """Lazily reads every file (`bytes`, `path`), in a new order on every pass."""
     filesystem, root = source_filesystem(data.source)
-    extensions = [suffix.lstrip(".") for suffix in data.texts.suffixes] or None
+    extensions = [suffix.lstrip(".") for suffix in data.text.suffixes] or None
     try:
         return ray.data.read_binary_files(root, filesystem=filesystem, include_paths=True, file_extensions=extensions,
                                           shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True))
@@ -38,34 +38,31 @@ def fit_text(data: DataConfig) -> TextTransform:
         with filesystem.open_input_stream(name) as stream:
             return stream.read().decode("utf-8")
 
-    return text_transform(data.texts.tokenizer, block_size=data.texts.block_size, read_file=read_file)
+    return text_transform(data.text.tokenizer, block_size=data.text.block_size, read_file=read_file)
 
 
 def tag_blocks(batch: dict, *, transform: TextTransform, split: SplitFractions, seed: int) -> dict:
-    """The batch's files as blocks of `block_size` + 1 tokens (int32 `tokens`) with `_hash`, `_split`
-    and the split flags. A file that is not UTF-8 becomes one row flagged `_bad` whose `_bad_value`
-    names it (the driver fails the run: an error raised here would lose its message)."""
+    """Each of the batch's files as blocks of `block_size` + 1 tokens (int32 `tokens`; the document's
+    end-of-document token ends its last block when it fits) with `_hash`, `_split` and the split
+    flags. A file that is not UTF-8 becomes one row flagged `_bad` whose `_bad_value` names it (the
+    driver fails the run: an error raised here would lose its message)."""
     documents, bad = [], []
     for content, path in zip(batch["bytes"], batch["path"], strict=True):
         try:
             documents.append(bytes(content).decode("utf-8"))
         except UnicodeDecodeError as error:
             bad.append(f"{path}: not UTF-8 text (byte {error.start} is {bytes(content)[error.start]:#04x})")
-    stream = []
-    for ids in Tokenizer(transform).encode(documents):
-        stream += ids
-        stream.append(transform.end_of_document)
     width = transform.block_size + 1
-    blocks = np.asarray(stream[:len(stream) // width * width], dtype=np.int32).reshape(-1, width)
-    blocks = np.concatenate([blocks, np.zeros((len(bad), width), dtype=np.int32)])
-    digests = pd.util.hash_pandas_object(pd.Series([block.tobytes() for block in blocks], dtype=object),
-                                         index=False, hash_key=hash_key(seed)).to_numpy()
+    pieces = [np.zeros((0, width), dtype=np.int32)]
+    for ids in Tokenizer(transform).encode(documents):
+        ids = np.append(ids, np.int32(transform.end_of_document))
+        whole = len(ids) // width
+        pieces.append(ids[:whole * width].reshape(whole, width))
+    blocks = np.concatenate([*pieces, np.zeros((len(bad), width), dtype=np.int32)])
     is_bad = np.arange(len(blocks)) >= len(blocks) - len(bad)
-    codes = split_codes((digests >> np.uint64(11)).astype(np.float64) / float(2**53), split)
-    described = np.asarray([""] * (len(blocks) - len(bad)) + bad, dtype=object)
-    return {TOKENS: blocks, "_hash": (digests >> np.uint64(1)).astype(np.int64), "_split": codes,
-            "_bad": is_bad.astype(np.int8), "_bad_value": described,
-            **{flag: ((codes == SPLIT_CODES[name]) & ~is_bad).astype(np.int8) for name, flag in SPLIT_FLAGS.items()}}
+    described = np.asarray([None] * (len(blocks) - len(bad)) + bad, dtype=object)
+    return {TOKENS: blocks, "_bad": is_bad.astype(np.int8), "_bad_value": described,
+            **split_tags(content_digests([block.tobytes() for block in blocks], seed=seed), split, usable=~is_bad)}
 
 
 def block_rows(batch: dict, *, preprocessing) -> dict[str, np.ndarray]:

@@ -9,11 +9,14 @@ import math
 
 import numpy as np
 import ray.data
+from ray.data.aggregate import AggregateFnV2, Min, Sum
+from ray.data.block import BlockAccessor
 
 from rayspeed.config.data import DataConfig
 from rayspeed.datasets.prepared import PreparedData, encode_splits, named_data_errors
 from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
 from rayspeed.datasets.rows import SPLIT_FLAGS
+from rayspeed.datasets.statistics import aggregate_streaming
 from rayspeed.datasets.text import TOKENS, block_rows, fit_text, read_documents, tag_blocks
 from rayspeed.errors import DataError
 
@@ -58,26 +61,31 @@ def unigram_perplexity(train_counts: np.ndarray, val_counts: np.ndarray) -> floa
 
 
 def _count(tagged: ray.data.Dataset, *, vocab_size: int) -> dict:
-    """Blocks per split flag, bad files, and the target tokens (all but each block's first) of train and val."""
-    partial = tagged.map_batches(_block_counts, batch_format="numpy", batch_size=None,
-                                 fn_kwargs={"vocab_size": vocab_size})
-    totals = {"train_tokens": np.zeros(vocab_size, dtype=np.int64), "val_tokens": np.zeros(vocab_size, dtype=np.int64),
-              "_bad": 0, "bad_value": "", **{flag: 0 for flag in SPLIT_FLAGS.values()}}
-    for batch in partial.iter_batches(batch_format="numpy", batch_size=None):
-        for index in range(len(batch["_bad"])):
-            for name in ("train_tokens", "val_tokens", "_bad", *SPLIT_FLAGS.values()):
-                totals[name] = totals[name] + batch[name][index]
-            totals["bad_value"] = totals["bad_value"] or str(batch["bad_value"][index])
-    return totals
+    """Blocks per split flag, bad files (one named), and the target tokens of train and val, in one
+    streaming pass."""
+    aggregations = [Sum("_bad", alias_name="_bad"), Min("_bad_value", alias_name="bad_value"),
+                    *(Sum(flag, alias_name=flag) for flag in SPLIT_FLAGS.values()),
+                    *(TokenCounts(split, vocab_size=vocab_size) for split in ("train", "val"))]
+    found = aggregate_streaming(tagged, aggregations)
+    return {name: int(value or 0) if name not in ("bad_value", "train_tokens", "val_tokens") else value
+            for name, value in found.items()}
 
 
-def _block_counts(batch: dict, *, vocab_size: int) -> dict:
-    targets = batch[TOKENS][:, 1:]
+class TokenCounts(AggregateFnV2):
+    """How often each token is a target (every token of a block but its first) in one split's blocks."""
 
-    def counts(flag: str) -> np.ndarray:
-        return np.bincount(targets[batch[flag] == 1].ravel(), minlength=vocab_size)[None, :]
+    def __init__(self, split: str, *, vocab_size: int):
+        self._flag, self._size = SPLIT_FLAGS[split], vocab_size
+        super().__init__(f"{split}_tokens", on=TOKENS, ignore_nulls=False,
+                         zero_factory=lambda: np.zeros(vocab_size, dtype=np.int64))
 
-    bad = [value for value in batch["_bad_value"] if value]
-    return {"train_tokens": counts(SPLIT_FLAGS["train"]), "val_tokens": counts(SPLIT_FLAGS["val"]),
-            "_bad": np.asarray([batch["_bad"].sum()]), "bad_value": np.asarray([bad[0] if bad else ""], dtype=object),
-            **{flag: np.asarray([batch[flag].sum()]) for flag in SPLIT_FLAGS.values()}}
+    def aggregate_block(self, block) -> np.ndarray:
+        batch = BlockAccessor.for_block(block).to_batch_format("numpy")
+        targets = batch[TOKENS][batch[self._flag] == 1][:, 1:]
+        return np.bincount(targets.ravel(), minlength=self._size).astype(np.int64)
+
+    def combine(self, current: np.ndarray, new: np.ndarray) -> np.ndarray:
+        return current + new
+
+    def finalize(self, accumulator: np.ndarray) -> np.ndarray:
+        return accumulator

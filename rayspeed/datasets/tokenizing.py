@@ -1,6 +1,8 @@
 """Tokenizers: UTF-8 bytes (built in), or a Hugging Face `tokenizers` JSON file. Both end every
 document with one extra token, so blocks that span two documents show where one ends."""
 
+import numpy as np
+
 from rayspeed.config.text import BYTE_TOKENIZER
 from rayspeed.datasets.preprocessing import TextTransform
 from rayspeed.errors import DataError
@@ -18,10 +20,12 @@ class Tokenizer:
 
             self._json = HuggingFaceTokenizer.from_str(transform.tokenizer_json)
 
-    def encode(self, documents: list[str]) -> list[list[int]]:
+    def encode(self, documents: list[str]) -> list[np.ndarray]:
+        """int32 token ids of each document."""
         if self._json is None:
-            return [list(document.encode("utf-8")) for document in documents]
-        return [encoding.ids for encoding in self._json.encode_batch(documents, add_special_tokens=False)]
+            return [np.frombuffer(document.encode("utf-8"), dtype=np.uint8).astype(np.int32) for document in documents]
+        return [np.asarray(encoding.ids, dtype=np.int32)
+                for encoding in self._json.encode_batch(documents, add_special_tokens=False)]
 
     def decode(self, ids: list[int]) -> str:
         if self._json is None:
