@@ -26,7 +26,7 @@ def run_example(name: str, tmp_path: Path, *overrides: str) -> tuple[list[str], 
 
 
 def test_fashion_mnist_example_learns_from_augmented_pictures(tmp_path):
-    lines, summary = run_example("images", tmp_path, "train.epochs=null", "train.max_steps=40",
+    lines, summary = run_example("images", tmp_path, "train.epochs=null", "train.max_steps=30",
                                  "train.warmup_steps=5")
     assert any("data: 70000 rows read" in line and "1x28x28 pictures, 10 classes" in line for line in lines), lines
     assert summary["final"]["test_accuracy"] > 0.6, summary["final"]

@@ -114,7 +114,7 @@ def test_a_cnn_learns_a_folder_of_pictures_with_augmentation(tmp_path, digit_fol
                               "image": {"augment": {"crop": {"probability": 0.5, "padding": 1},
                                                     "noise": {"probability": 0.5, "std": 0.1}}}},
                         model={"name": "cnn", "args": {"channels": [16, 32]}},
-                        train={"epochs": 4, "lr": 0.01}, tracking={"mode": "disabled"})
+                        train={"epochs": 3, "lr": 0.01}, tracking={"mode": "disabled"})
     summary = train(config, ray_address, wandb_mode="disabled")
     assert summary.final["test_accuracy"] > 0.85, summary.final
     checkpoint = max(run_dir(tmp_path, "pictures").glob("step_*"))
