@@ -123,8 +123,16 @@ def test_every_example_validates(path):
     assert cfg.run.name
 
 
-def test_resolved_config_round_trips_through_the_loader(tmp_path):
-    cfg = load_config(write(tmp_path, TINY_DIGITS))
+@pytest.mark.parametrize("sections", [
+    {},
+    {"data": {"source": "fashion_mnist", "image": {"augment": {"flip": {"probability": 0.5}}}},
+     "model": {"name": "cnn"}},
+    {"data": {"source": "corpus", "format": "text", "task": "language_modeling", "text": {"block_size": 64}},
+     "model": {"name": "transformer"}, "checkpoint": {"score_metric": "val_perplexity", "score_mode": "min"}},
+])
+def test_resolved_config_round_trips_through_the_loader(tmp_path, sections):
+    """A resolved config spells out every default (table settings of a picture run too) and loads again."""
+    cfg = load_config(write(tmp_path, {**TINY_DIGITS, **sections}))
     again = load_config(write(tmp_path, cfg.resolved_dict()))
     assert again == cfg.model_copy(update={"train": again.train}) and again.batch == cfg.batch
 

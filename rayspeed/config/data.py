@@ -133,15 +133,17 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _fits_modality(self):
         modality = self.modality
-        if modality != "table" and (given := [name for name in TABLE_FIELDS if name in self.model_fields_set]):
+        # Compared with the defaults, not with the keys given: a resolved config spells every default out.
+        changed = {name for name, field in type(self).model_fields.items() if getattr(self, name) != field.default}
+        if modality != "table" and (given := [name for name in TABLE_FIELDS if name in changed]):
             raise ValueError(f"{', '.join(given)}: table settings do not apply to {modality}")
         if modality == "images" and self.task != "classification":
             raise ValueError("pictures are classified: task must be classification")
         if (modality == "text") != (self.task == "language_modeling"):
             raise ValueError("language_modeling reads text: set both task: language_modeling and format: text")
-        if "image" in self.model_fields_set and modality != "images":
+        if "image" in changed and modality != "images":
             raise ValueError("image is only for pictures (format: images, or fashion_mnist)")
-        if "text" in self.model_fields_set and modality != "text":
+        if "text" in changed and modality != "text":
             raise ValueError("text is only for format: text")
         return self
 
