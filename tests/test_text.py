@@ -13,8 +13,8 @@ from conftest import experiment, run_dir, train
 from rayspeed.config import load_config
 from rayspeed.config.data import SplitFractions
 from rayspeed.datasets import Preprocessing, build_datasets
+from rayspeed.datasets.baselines import unigram_perplexity
 from rayspeed.datasets.text import tag_blocks
-from rayspeed.datasets.text_pipeline import unigram_perplexity
 from rayspeed.datasets.tokenizing import Tokenizer, text_transform
 from rayspeed.errors import DataError
 
@@ -65,8 +65,8 @@ def test_bytes_become_blocks_that_decode_back_and_a_file_that_is_not_utf8_is_nam
 
 def test_unigram_perplexity_of_a_uniform_text_is_its_vocabulary():
     counts = np.full(50, 1000)
-    assert unigram_perplexity(counts, counts) == pytest.approx(50, rel=1e-3)
-    assert unigram_perplexity(counts, np.zeros(50)) is None
+    assert unigram_perplexity(counts, counts)["val_perplexity_unigram"] == pytest.approx(50, rel=1e-3)
+    assert unigram_perplexity(counts, np.zeros(50)) == {}
 
 
 def test_a_hugging_face_tokenizer_file_cuts_the_same_text(tmp_path, corpus, ray_session):

@@ -30,6 +30,27 @@ def check_score_metric(checkpoint: CheckpointConfig, data: DataConfig) -> None:
         )
 
 
+def check_early_stopping(train: TrainConfig, checkpoint: CheckpointConfig, data: DataConfig) -> None:
+    """Early stopping watches the checkpoint score, on the val split, so its best checkpoint is Ray's best."""
+    stopping = train.early_stopping
+    if stopping is None:
+        return
+    if checkpoint.score_metric is None:
+        raise ValueError("train.early_stopping: watches checkpoint.score_metric; set it (e.g. val_loss)")
+    if stopping.metric not in (None, checkpoint.score_metric):
+        raise ValueError(f"train.early_stopping.metric: {stopping.metric} differs from checkpoint.score_metric "
+                         f"({checkpoint.score_metric}); the best checkpoint must be the one early stopping keeps, "
+                         "so set checkpoint.score_metric instead")
+    if not checkpoint.score_metric.startswith("val_") or data.split.shares["val"] == 0:
+        raise ValueError(f"train.early_stopping: watches {checkpoint.score_metric}; it needs a val_ metric "
+                         "(checkpoint.score_metric) and a val split")
+
+
+def check_label_smoothing(train: TrainConfig, data: DataConfig) -> None:
+    if train.label_smoothing and data.task != "classification":
+        raise ValueError(f"train.label_smoothing: smooths class targets; data.task is {data.task}")
+
+
 def check_deepspeed_block(train: TrainConfig, scaling: ScalingConfig, block: dict) -> None:
     if "scheduler" in block:
         raise ValueError("deepspeed.scheduler: rayspeed runs its own lr schedule (DeepSpeed would ignore this "
@@ -65,17 +86,22 @@ def check_sweep(tune: TuneConfig | None, train: TrainConfig, checkpoint: Checkpo
 
 
 def check_model_fits_data(model, data: DataConfig) -> None:
-    """Built-in models read what they were made for: tokens for `transformer`, numbers for the rest."""
+    """Built-in models read what they were made for: tokens for `transformer`, numbers or tokens for
+    `rnn`, numbers for the rest; language modelling is the transformer's."""
     name = getattr(model, "name", None)
     if data.categorical_encoding == "ids" and name != "mlp":
         raise ValueError(f"data.categorical_encoding: ids feeds the mlp model's embedding tables; "
                          f"{name or 'a factory'} reads one-hot inputs (set one_hot)")
     if name is None:
         return  # a factory reads whatever it was written for
-    if data.modality == "text" and name != "transformer":
-        raise ValueError(f"model.name: {name} reads numbers; language modelling (data.format: text) needs transformer")
+    if data.task == "language_modeling" and name != "transformer":
+        raise ValueError(f"model.name: {name} does not model language; data.task: language_modeling needs transformer")
+    if data.modality == "text" and name not in ("transformer", "rnn"):
+        raise ValueError(f"model.name: {name} reads numbers; text (data.format: text) needs transformer or rnn")
     if data.modality != "text" and name == "transformer":
-        raise ValueError("model.name: transformer reads tokens: set data.format: text and data.task: language_modeling")
+        raise ValueError("model.name: transformer reads tokens: set data.format: text")
+    if name == "rnn" and data.modality != "text" and data.windows is None:
+        raise ValueError("model.name: rnn reads sequences: text (data.format: text) or windows of rows (data.windows)")
 
 
 def run_all(train, scaling, checkpoint, data, block, tune=None, model=None) -> list[str]:
@@ -84,6 +110,8 @@ def run_all(train, scaling, checkpoint, data, block, tune=None, model=None) -> l
         lambda: resolve_batch(train, num_workers=scaling.num_workers),
         lambda: check_precision_fits_device(train, scaling),
         lambda: check_score_metric(checkpoint, data),
+        lambda: check_early_stopping(train, checkpoint, data),
+        lambda: check_label_smoothing(train, data),
         lambda: check_deepspeed_block(train, scaling, block),
         lambda: check_sweep(tune, train, checkpoint, data),
         lambda: check_model_fits_data(model, data),

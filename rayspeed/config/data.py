@@ -12,12 +12,14 @@ from pydantic import Field, PositiveInt, model_validator
 from rayspeed.config.images import ImageConfig
 from rayspeed.config.section import Section
 from rayspeed.config.text import TextConfig
+from rayspeed.config.windows import WindowConfig
 
-BUILTIN_DATASETS = {"digits": "table", "flights": "table", "fashion_mnist": "images"}  # name -> modality
+# name -> modality
+BUILTIN_DATASETS = {"digits": "table", "flights": "table", "weather": "table", "fashion_mnist": "images"}
 FORMAT_BY_SUFFIX = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 # Fields that describe table columns; pictures and text have none of them.
 TABLE_FIELDS = ("feature_columns", "categorical_columns", "max_categories", "categorical_encoding", "missing",
-                "fill_value", "bad_values", "deduplicate", "clip_quantiles")
+                "fill_value", "bad_values", "deduplicate", "clip_quantiles", "windows")
 
 
 def has_uri_scheme(source: str) -> bool:
@@ -68,18 +70,19 @@ class DataConfig(Section):
     """Where the rows come from, which columns matter, and how rows are cleaned and split."""
 
     source: str = "digits"
-    """A built-in dataset name (digits; flights, after `pip install 'rayspeed[examples]'`; fashion_mnist,
-    from Debian's dataset-fashion-mnist), or a path or URI (s3://..., gs://...) of a file or directory;
+    """A built-in dataset name (digits; flights and weather, after `pip install 'rayspeed[examples]'`;
+    fashion_mnist, from Debian's dataset-fashion-mnist), or a path or URI (s3://..., gs://...) of a file or directory;
     a relative path is relative to the directory rayspeed runs from."""
     format: Literal["auto", "parquet", "csv", "json", "images", "text"] = "auto"
     """File format; `auto` infers it from the suffix of the file, or of the files in the directory.
     `images`: a directory with one subdirectory of pictures (PNG, JPEG, ...) per class. `text`: a
-    plain-text file or a directory of them (UTF-8), for language modelling."""
+    plain-text file or a directory of them (UTF-8) for language modelling, or to classify, a directory
+    with one subdirectory of documents per class."""
     label_column: str = "label"
     """Column holding the class label (integers or strings), or the numeric target of regression."""
     task: Literal["classification", "regression", "language_modeling"] = "classification"
-    """What is predicted from `label_column`: one of its classes, or its value (regression); or, from
-    text, each next token (language_modeling, with `format: text`)."""
+    """What is predicted from `label_column`: one of its classes, or its value (regression); from text,
+    its class folder (classification) or each next token (language_modeling)."""
     feature_columns: list[str] | None = None
     """Columns fed to the model; default: every column except the label. Numeric columns are
     standardized, text (and `categorical_columns`) one-hot encoded."""
@@ -120,6 +123,8 @@ class DataConfig(Section):
     """Pictures (`format: images`, fashion_mnist): size, channels and training-only augmentation."""
     text: TextConfig = TextConfig()
     """Text (`format: text`): the tokenizer and the block length."""
+    windows: WindowConfig | None = None
+    """Tables of time-ordered rows: train on windows of consecutive rows (split by time); null: row by row."""
 
     @property
     def is_builtin(self) -> bool:
@@ -139,13 +144,29 @@ class DataConfig(Section):
             raise ValueError(f"{', '.join(given)}: table settings do not apply to {modality}")
         if modality == "images" and self.task != "classification":
             raise ValueError("pictures are classified: task must be classification")
-        if (modality == "text") != (self.task == "language_modeling"):
+        if self.task == "language_modeling" and modality != "text":
             raise ValueError("language_modeling reads text: set both task: language_modeling and format: text")
+        if modality == "text" and self.task == "regression":
+            raise ValueError("text is classified (one folder per class) or modelled (task: language_modeling)")
         if "image" in changed and modality != "images":
             raise ValueError("image is only for pictures (format: images, or fashion_mnist)")
         if "text" in changed and modality != "text":
             raise ValueError("text is only for format: text")
+        if self.windows is not None:
+            self._check_windows()
         return self
+
+    def _check_windows(self) -> None:
+        windows = self.windows
+        if self.split.folds is not None:
+            raise ValueError("windows: splits are by time; split.folds (random folds) would leak later values")
+        if self.deduplicate:
+            raise ValueError("windows: deduplicate would open gaps in the series; leave it false")
+        if self.categorical_encoding == "ids":
+            raise ValueError("windows: categorical_encoding ids is for the mlp's row-by-row tables; use one_hot")
+        used = [windows.time_column, windows.series_column]
+        if self.feature_columns and (clash := [c for c in used if c in self.feature_columns]):
+            raise ValueError(f"windows: {clash[0]} orders or names the series; it cannot also be a feature")
 
     @property
     def is_local(self) -> bool:
@@ -161,8 +182,10 @@ class DataConfig(Section):
         if self.clip_quantiles and not 0 <= self.clip_quantiles[0] < self.clip_quantiles[1] <= 1:
             raise ValueError(f"clip_quantiles must be [low, high] with 0 <= low < high <= 1; got "
                              f"{list(self.clip_quantiles)}")
-        if self.label_column in (self.feature_columns or []) or self.label_column in self.categorical_columns:
-            raise ValueError(f"the label column {self.label_column!r} cannot also be a feature")
+        if self.label_column in self.categorical_columns or (
+                self.label_column in (self.feature_columns or []) and self.windows is None):
+            raise ValueError(f"the label column {self.label_column!r} cannot also be a feature (it can under "
+                             "windows, whose label is a later row's)")
         return self
 
     @model_validator(mode="after")

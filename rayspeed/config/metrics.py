@@ -5,12 +5,13 @@ Checkpoint ranking and sweeps choose among these; they are named here once.
 
 from typing import Literal
 
-EpochMetric = Literal["train_loss", "val_loss", "val_accuracy", "val_rmse", "val_mae", "val_r2", "val_perplexity"]
-METRIC_MODES = {"train_loss": "min", "val_loss": "min", "val_accuracy": "max",
+EpochMetric = Literal["train_loss", "val_loss", "val_accuracy", "val_f1", "val_rmse", "val_mae", "val_r2",
+                      "val_perplexity"]
+METRIC_MODES = {"train_loss": "min", "val_loss": "min", "val_accuracy": "max", "val_f1": "max",
                 "val_rmse": "min", "val_mae": "min", "val_r2": "max", "val_perplexity": "min"}
 # Metrics only one task measures; losses are everyone's.
-METRIC_TASKS = {"val_accuracy": "classification", "val_rmse": "regression", "val_mae": "regression",
-                "val_r2": "regression", "val_perplexity": "language_modeling"}
+METRIC_TASKS = {"val_accuracy": "classification", "val_f1": "classification", "val_rmse": "regression",
+                "val_mae": "regression", "val_r2": "regression", "val_perplexity": "language_modeling"}
 
 
 def check_metric(field: str, metric: str | None, *, task: str, val_share: float) -> None:

@@ -38,10 +38,29 @@ class CnnArgs(Section):
     """Dropout probability before the linear head."""
 
 
+class RnnArgs(Section):
+    """A recurrent network over sequences: token ids from `data.format: text` (embedded first), or
+    windows of table rows (`data.windows`); its last state goes through dropout to a linear head."""
+
+    cell: Literal["lstm", "gru"] = "lstm"
+    """The recurrent cell."""
+    hidden_size: PositiveInt = 64
+    """Width of the state in each direction."""
+    layers: PositiveInt = 1
+    """Stacked recurrent layers."""
+    bidirectional: bool = False
+    """Also read each sequence backwards, joining both directions' last states."""
+    embedding_dim: PositiveInt = 64
+    """Width of the token embedding (text only)."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout between stacked layers and before the head."""
+
+
 class TransformerArgs(Section):
-    """A decoder-only Transformer (GPT-style: pre-norm blocks of causal self-attention and a GELU MLP,
-    learned positions, the output layer tied to the token embedding) for language modelling. The
-    vocabulary and context length come from the data (`data.text`)."""
+    """A Transformer (GPT-style: pre-norm blocks of self-attention and a GELU MLP, learned positions).
+    For language modelling, a causal decoder whose output layer is tied to the token embedding; for
+    classifying text, an encoder over the tokens (padding masked) whose mean goes to a linear head.
+    The vocabulary and context length come from the data (`data.text`)."""
 
     layers: PositiveInt = 4
     """Transformer blocks."""
@@ -79,6 +98,15 @@ class CnnModel(Section):
     """Arguments of `cnn`."""
 
 
+class RnnModel(Section):
+    """The `rnn` model."""
+
+    name: Literal["rnn"]
+    """Built-in model name."""
+    args: RnnArgs = RnnArgs()
+    """Arguments of `rnn`."""
+
+
 class TransformerModel(Section):
     """The `transformer` model."""
 
@@ -114,7 +142,7 @@ class FactoryModel(Section):
         return factory
 
 
-BUILTIN_MODELS = {"mlp": MlpModel, "cnn": CnnModel, "transformer": TransformerModel}
+BUILTIN_MODELS = {"mlp": MlpModel, "cnn": CnnModel, "rnn": RnnModel, "transformer": TransformerModel}
 
 
 def model_tag(data: Any) -> str:
@@ -127,7 +155,7 @@ def model_tag(data: Any) -> str:
 
 
 ModelConfig = Annotated[
-    Annotated[MlpModel, Tag("[mlp]")] | Annotated[CnnModel, Tag("[cnn]")]
+    Annotated[MlpModel, Tag("[mlp]")] | Annotated[CnnModel, Tag("[cnn]")] | Annotated[RnnModel, Tag("[rnn]")]
     | Annotated[TransformerModel, Tag("[transformer]")] | Annotated[FactoryModel, Tag("[factory]")],
     Discriminator(model_tag),
 ]

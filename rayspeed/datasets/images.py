@@ -15,9 +15,8 @@ from ray.data.datasource import Partitioning
 from rayspeed.config.data import DataConfig, SplitFractions
 from rayspeed.datasets.builtin import load_builtin
 from rayspeed.datasets.preprocessing import ImageTransform
-from rayspeed.datasets.readers import IMAGE_SUFFIXES, from_frame, source_filesystem
+from rayspeed.datasets.readers import IMAGE_SUFFIXES, files_in_class_folders, from_frame, source_filesystem
 from rayspeed.datasets.rows import content_digests, split_tags
-from rayspeed.errors import DataError
 
 IMAGE, LABEL = "image", "label"
 MODES = {1: "L", 3: "RGB"}
@@ -92,18 +91,7 @@ def _decided(data: DataConfig, found: PictureFormat, fitted: ImageTransform | No
 
 def _first_picture(filesystem: pafs.FileSystem, root: str, source: str) -> PictureFormat:
     """The size and channels of the first picture, once every picture is known to be in a class folder."""
-    try:
-        entries = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
-    except (OSError, FileNotFoundError) as error:
-        raise DataError(f"data.source: cannot read {source!r}: {error}") from error
-    pictures = sorted(entry.path for entry in entries
-                      if entry.type == pafs.FileType.File and entry.path.lower().endswith(IMAGE_SUFFIXES))
-    if astray := [path for path in pictures if path[len(root):].strip("/").count("/") != 1]:
-        raise DataError(f"data.source: {astray[0]} is not in a class folder (expected "
-                        f"{source.rstrip('/')}/<class>/<picture>; {len(astray)} pictures are elsewhere)")
-    if not pictures:
-        raise DataError(f"data.source: no pictures in class folders under {source!r} (expected "
-                        f"<class>/<picture> files ending in {', '.join(IMAGE_SUFFIXES)})")
+    pictures = files_in_class_folders(filesystem, root, source=source, suffixes=IMAGE_SUFFIXES, what="pictures")
     with filesystem.open_input_file(pictures[0]) as stream:
         picture = Image.open(stream)
         picture.load()

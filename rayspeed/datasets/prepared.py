@@ -33,15 +33,18 @@ class PreparedData:
         dropped = ", ".join(f"{rows} for {why}" for why, rows in self.dropped.items() if rows) or "none"
         missing = ", ".join(f"{column} {n}" for column, n in self.missing_values.items() if n)
         spec = self.input_spec
-        what = {"classification": f"{spec.num_classes} classes", "regression": "regression",
-                "language_modeling": f"{spec.vocab_size} tokens"}[spec.task]
+        modelling = spec.task == "language_modeling"
+        what = f"{spec.vocab_size} tokens" if modelling else (
+            "regression" if spec.task == "regression" else f"{spec.num_classes} classes")
         if spec.image_shape:
             inputs = "x".join(map(str, spec.image_shape)) + " pictures"
+        elif spec.sequence_shape:
+            inputs = "windows of {} rows x {} inputs".format(*spec.sequence_shape)
         elif spec.vocab_size:
-            inputs = f"blocks of {spec.num_features - 1}"
+            inputs = f"blocks of {spec.num_features - 1}" if modelling else f"first {spec.num_features} tokens"
         else:
             inputs = f"{spec.num_features} inputs"
-        rows = "blocks cut" if spec.vocab_size else "rows read"
+        rows = "blocks cut" if modelling else ("documents read" if spec.vocab_size else "rows read")
         return (f"data: {self.rows_read} {rows}, dropped: {dropped}"
                 + (f"; missing values: {missing}" if missing else "")
                 + f"; {splits}; {inputs}, {what}")

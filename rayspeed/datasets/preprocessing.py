@@ -60,10 +60,28 @@ class TextTransform:
     block_size: int
     vocab_size: int  # the tokenizer's tokens plus the end-of-document token (the last id)
     tokenizer_json: str | None = None
+    strip_headers: bool = False  # each document's text after its first empty line only
+
+    @property
+    def pad_id(self) -> int:
+        """Classified documents: the end-of-document token also fills each row after the document."""
+        return self.end_of_document
 
     @property
     def end_of_document(self) -> int:
         return self.vocab_size - 1
+
+
+@dataclass(frozen=True)
+class WindowTransform:
+    """Rows to windows: `length` consecutive rows of a series (`every` apart by `time_column`), labelled
+    by the row `horizon` after the last."""
+
+    time_column: str
+    every: str
+    series_column: str | None
+    length: int
+    horizon: int
 
 
 @dataclass(frozen=True)
@@ -80,7 +98,8 @@ class Preprocessing:
     target_std: float = 1.0
     categorical_encoding: str = "one_hot"  # or `ids`: slot numbers in a `categories` column of their own
     image: ImageTransform | None = None  # pictures: no table columns
-    text: TextTransform | None = None  # language modelling: no table columns, no classes
+    text: TextTransform | None = None  # text: no table columns (classes when classified)
+    window: WindowTransform | None = None  # table rows read as windows of consecutive rows
 
     @property
     def feature_names(self) -> list[str]:
@@ -98,9 +117,10 @@ class Preprocessing:
     def from_dict(cls, data: dict) -> "Preprocessing":
         numeric = [NumericColumn(**{**c, "clip": tuple(c["clip"]) if c.get("clip") else None})
                    for c in data["numeric"]]
-        image, text = data.get("image"), data.get("text")
+        image, text, window = data.get("image"), data.get("text"), data.get("window")
         return cls(**{**data, "numeric": numeric, "image": ImageTransform(**image) if image else None,
                       "text": TextTransform(**text) if text else None,
+                      "window": WindowTransform(**window) if window else None,
                       "categorical": [CategoricalColumn(**c) for c in data.get("categorical", [])]})
 
 
@@ -115,8 +135,10 @@ class InputSpec:
     classes: list
     target_std: float = 1.0  # regression: errors are reported in the target's units
     image_shape: list[int] | None = None  # pictures: [channels, height, width] of the flat features
-    vocab_size: int | None = None  # language modelling: token ids are below this
+    vocab_size: int | None = None  # text: token ids are below this
     category_sizes: list[int] = field(default_factory=list)  # `ids`: slots of each categorical column
+    pad_id: int | None = None  # classified text: the token after each sequence's end
+    sequence_shape: list[int] | None = None  # windows of rows: [rows, features per row] of the flat features
 
     @property
     def num_features(self) -> int:
@@ -132,11 +154,18 @@ class InputSpec:
     @classmethod
     def of(cls, preprocessing: Preprocessing) -> "InputSpec":
         names = preprocessing.feature_names
-        if text := preprocessing.text:  # a block of tokens: the model reads all but the last
+        if (text := preprocessing.text) and preprocessing.task == "language_modeling":
+            # a block of tokens: the model reads all but the last
             return cls(task=preprocessing.task, features=[], feature_shape=[text.block_size + 1], feature_dtype="int32",
                        classes=[], vocab_size=text.vocab_size)
+        if text:  # a document's first tokens, padded
+            return cls(task=preprocessing.task, features=[], feature_shape=[text.block_size], feature_dtype="int32",
+                       classes=preprocessing.classes, vocab_size=text.vocab_size, pad_id=text.pad_id)
         image = preprocessing.image.shape if preprocessing.image else None
-        return cls(task=preprocessing.task, features=names, feature_shape=[math.prod(image) if image else len(names)],
+        sequence = [preprocessing.window.length, len(names)] if preprocessing.window else None
+        return cls(task=preprocessing.task, features=names,
+                   feature_shape=[math.prod(image or sequence or [len(names)])],
                    feature_dtype="float32", classes=preprocessing.classes, target_std=preprocessing.target_std,
-                   image_shape=image, category_sizes=[len(c.slots) for c in preprocessing.categorical]
+                   image_shape=image, sequence_shape=sequence,
+                   category_sizes=[len(c.slots) for c in preprocessing.categorical]
                    if preprocessing.categorical_encoding == "ids" else [])

@@ -97,5 +97,28 @@ def resolve_format(data: DataConfig) -> str:
     return found
 
 
+def files_in_class_folders(filesystem: pafs.FileSystem, root: str, *, source: str, suffixes: tuple[str, ...],
+                           what: str) -> list[str]:
+    """The files (ending in one of `suffixes`; all when empty) of a folder of class folders, sorted.
+
+    Raises:
+        DataError: the folder cannot be listed, holds none, or holds one outside class folders.
+    """
+    try:
+        entries = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
+    except (OSError, FileNotFoundError) as error:
+        raise DataError(f"data.source: cannot read {source!r}: {error}") from error
+    files = sorted(entry.path for entry in entries
+                   if entry.type == pafs.FileType.File and entry.path.lower().endswith(suffixes or ("",)))
+    if astray := [path for path in files if path[len(root):].strip("/").count("/") != 1]:
+        raise DataError(f"data.source: {astray[0]} is not in a class folder (expected "
+                        f"{source.rstrip('/')}/<class>/<file>; {len(astray)} {what} are elsewhere)")
+    if not files:
+        ending = f" ending in {', '.join(suffixes)}" if suffixes else ""
+        raise DataError(f"data.source: no {what} in class folders under {source!r} (expected <class>/<file> "
+                        f"files{ending})")
+    return files
+
+
 def source_filesystem(source: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(source) if has_uri_scheme(source) else (pafs.LocalFileSystem(), source)

@@ -18,16 +18,16 @@ DROP_FLAGS = {"_bad": "bad values", "_no_label": "no label", "_missing": "missin
 def tag_rows(batch: pd.DataFrame, *, plan: ColumnPlan, split: SplitFractions, seed: int, drop_missing: bool,
              source: str) -> pd.DataFrame:
     """The plan's columns coerced to their kinds (numbers float64, categories and text labels strings),
-    plus `_split`, one `_in_<split>` flag per split for usable rows, the drop flags, `_hash`, and
-    `_bad_value` saying where a row's value that is not a number came from (the driver decides
+    its carried columns as they are, plus `_split`, one `_in_<split>` flag per split for usable rows, the
+    drop flags, `_hash`, and `_bad_value` saying where a row's value that is not a number came from (the driver decides
     whether that fails the run: errors raised here would reach it without their message).
 
     The split is a function of the row's values and the seed alone, so it depends neither on file
     order nor on how the data was cut into blocks, and identical rows always land in the same split
     (no leakage).
     """
-    frame = pd.DataFrame({name: _coerce(batch, name, numeric=_is_numeric(plan, name)) for name in plan.columns},
-                         index=batch.index)
+    frame = pd.DataFrame({name: _coerce(batch, name, numeric=_is_numeric(plan, name)) for name in plan.columns}
+                         | {name: batch[name] for name in plan.carried}, index=batch.index)
     bad = _bad_values(batch, frame, plan)
     hashes = pd.util.hash_pandas_object(frame, index=False, hash_key=hash_key(seed)).to_numpy()
     flags = {"_bad": bad.any(axis=1).to_numpy(), "_no_label": frame[plan.label].isna().to_numpy(),
@@ -93,7 +93,7 @@ def _coerce(batch: pd.DataFrame, name: str, *, numeric: bool) -> pd.Series:
 def _bad_values(batch: pd.DataFrame, frame: pd.DataFrame, plan: ColumnPlan) -> pd.DataFrame:
     """True where a value was present in the source but did not parse as its column's kind."""
     return pd.DataFrame({name: frame[name].isna().to_numpy() & batch[name].notna().to_numpy()
-                         for name in plan.columns}, index=batch.index)
+                         for name in dict.fromkeys(plan.columns)}, index=batch.index)
 
 
 def hash_key(seed: int) -> str:

@@ -1,5 +1,6 @@
-"""The table pipeline: read -> tag (coerce, split, hash, drop reasons) -> [deduplicate] -> one
-statistics pass -> fit on train -> encode each split. It runs in the driver; nothing is materialized
+"""The table pipeline: read -> tag (coerce, split, hash, drop reasons) -> [deduplicate] -> [windows:
+place in time, split by time] -> one statistics pass -> fit on train -> [windows: cut] -> encode each
+split. It runs in the driver; nothing is materialized
 but what `data.cache` asks for, and Ray Train streams the train split to the workers in shards.
 """
 
@@ -16,6 +17,7 @@ from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
 from rayspeed.datasets.readers import read_source
 from rayspeed.datasets.rows import DROP_FLAGS, tag_rows
 from rayspeed.datasets.statistics import DataStats, measure
+from rayspeed.datasets.window_pipeline import cut_into_windows, place_in_time, window_rows, with_windows
 from rayspeed.errors import DataError
 
 
@@ -44,22 +46,30 @@ def build_table_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing |
         duplicates = 0
         if data.deduplicate:
             tagged, duplicates = drop_duplicates(tagged)
+        if data.windows:
+            tagged = place_in_time(tagged, data)
         stats = measure(tagged, plan, data)
         _check_counts(stats, plan, data)
         preprocessing = fitted or _fit(tagged, stats, plan, data)
-        datasets = encode_splits(tagged, model_rows, preprocessing=preprocessing, data=data, seed=seed,
-                                 batch_format="pandas")
-    dropped = {why: stats.counts[flag] for flag, why in DROP_FLAGS.items()} | {"duplicates": duplicates}
+        dropped = {why: stats.counts[flag] for flag, why in DROP_FLAGS.items()} | {"duplicates": duplicates}
+        split_rows, baselines, rows, encode = stats.split_rows, {}, tagged, model_rows
+        if data.windows:
+            rows, split_rows, baselines = cut_into_windows(tagged, preprocessing)
+            dropped["no full window before them"] = sum(stats.split_rows.values()) - sum(split_rows.values())
+            encode = window_rows
+        datasets = encode_splits(rows, encode, preprocessing=preprocessing, data=data, seed=seed,
+                                 batch_format="numpy" if data.windows else "pandas")
     return PreparedData(datasets=datasets, preprocessing=preprocessing, input_spec=InputSpec.of(preprocessing),
                         rows_read=stats.counts["rows"] + duplicates, dropped=dropped,
                         missing_values={c: stats.counts[f"missing:{c}"] for c in plan.features},
-                        split_rows=stats.split_rows)
+                        split_rows=split_rows, baselines=baselines)
 
 
 def _fit(tagged: ray.data.Dataset, stats: DataStats, plan: ColumnPlan, data: DataConfig) -> Preprocessing:
     bounds = clip_bounds(stats, plan, data)
     moments = measure(tagged, plan, data, clip=bounds) if bounds else None
-    return fit_preprocessing(stats, plan, data, bounds=bounds, moments=moments)
+    fitted = fit_preprocessing(stats, plan, data, bounds=bounds, moments=moments)
+    return with_windows(fitted, data) if data.windows else fitted
 
 
 def _check_counts(stats: DataStats, plan: ColumnPlan, data: DataConfig) -> None:

@@ -1,74 +1,82 @@
-"""The text pipeline: read files -> tokenize and cut into tagged blocks -> one counting pass (blocks per
-split, token frequencies of train and val) -> encode each split.
+"""The text pipeline: read files -> tokenize and tag (blocks for language modelling, one row per
+classified document) -> one counting pass -> encode each split.
 
-The counting pass also gives the baseline a language model must beat: the perplexity on the val
-split of a unigram model, each token predicted by its frequency in the train split (add-one smoothed).
+The counting pass also gives the baseline a model must beat: the val perplexity of a unigram model
+(each token predicted by its train frequency), or the test scores of always predicting the train
+split's most frequent class.
 """
 
-import math
 
 import numpy as np
 import ray.data
-from ray.data.aggregate import AggregateFnV2, Min, Sum
+from ray.data.aggregate import AggregateFnV2, Min, Sum, ValueCounter
 from ray.data.block import BlockAccessor
 
 from rayspeed.config.data import DataConfig
+from rayspeed.datasets.baselines import majority_class, unigram_perplexity
+from rayspeed.datasets.labelled_text import SPLIT_LABEL, class_counts, document_rows, tag_documents
 from rayspeed.datasets.prepared import PreparedData, encode_splits, named_data_errors
-from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
+from rayspeed.datasets.preprocessing import InputSpec, Preprocessing, TextTransform
 from rayspeed.datasets.rows import SPLIT_FLAGS
 from rayspeed.datasets.statistics import aggregate_streaming
-from rayspeed.datasets.text import TOKENS, block_rows, fit_text, read_documents, tag_blocks
+from rayspeed.datasets.text import LABEL, TOKENS, block_rows, fit_text, read_documents, tag_blocks
 from rayspeed.errors import DataError
 
 
 def build_text_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | None = None) -> PreparedData:
-    """Builds the splits of token blocks.
+    """Builds the splits: token blocks (language modelling), or one row per classified document.
 
     Raises:
         DataError: unreadable source, a file that is not UTF-8 (naming it), a bad tokenizer file, too
-            little text for one block of training.
+            little text for one block of training, documents outside class folders, one class only.
     """
+    classify = data.task == "classification"
     with named_data_errors(data):
-        preprocessing = fitted or Preprocessing(label_column="", task="language_modeling", numeric=[],
-                                                text=fit_text(data))
-        tagged = read_documents(data, seed=seed).map_batches(tag_blocks, batch_format="numpy", fn_kwargs={
-            "transform": preprocessing.text, "split": data.split, "seed": seed})
-        counted = _count(tagged, vocab_size=preprocessing.text.vocab_size)
+        transform = fitted.text if fitted else fit_text(data)
+        tagged = read_documents(data, seed=seed).map_batches(
+            tag_documents if classify else tag_blocks, batch_format="numpy",
+            fn_kwargs={"transform": transform, "split": data.split, "seed": seed})
+        counted = _count(tagged, vocab_size=transform.vocab_size, classify=classify)
         if counted["_bad"]:
             raise DataError(f"data.source: {counted['bad_value']} ({counted['_bad']} files are not UTF-8 text)")
         split_rows = {name: int(counted[flag]) for name, flag in SPLIT_FLAGS.items()}
         if not split_rows["train"]:
-            raise DataError(f"data.source: too little text for one training block of "
-                            f"{preprocessing.text.block_size + 1} tokens")
-        datasets = encode_splits(tagged, block_rows, preprocessing=preprocessing, data=data, seed=seed,
-                                 batch_format="numpy")
+            raise DataError(f"data.source: too little text for one training block of {transform.block_size + 1} "
+                            "tokens" if not classify else "data.source: no training documents")
+        if classify:
+            counts = class_counts(counted[SPLIT_LABEL])
+            preprocessing = fitted or _classes_of(counts, transform)
+            baselines = majority_class(counts["train"], counts["test"], classes=preprocessing.classes)
+        else:
+            preprocessing = fitted or Preprocessing(label_column="", task="language_modeling", numeric=[],
+                                                    text=transform)
+            baselines = unigram_perplexity(counted["train_tokens"], counted["val_tokens"])
+        datasets = encode_splits(tagged, document_rows if classify else block_rows, preprocessing=preprocessing,
+                                 data=data, seed=seed, batch_format="numpy")
     return PreparedData(datasets=datasets, preprocessing=preprocessing, input_spec=InputSpec.of(preprocessing),
                         rows_read=sum(split_rows.values()), dropped={}, missing_values={}, split_rows=split_rows,
-                        baselines=_baselines(counted))
+                        baselines=baselines)
 
 
-def _baselines(counted: dict) -> dict[str, float]:
-    unigram = unigram_perplexity(counted["train_tokens"], counted["val_tokens"])
-    return {} if unigram is None else {"val_perplexity_unigram": unigram}
+def _classes_of(counts: dict[str, dict[str, int]], transform: TextTransform) -> Preprocessing:
+    classes = sorted({label for split in counts.values() for label in split})
+    if len(classes) < 2:
+        raise DataError(f"data.source: the documents are in {len(classes)} class folder; need 2 or more")
+    return Preprocessing(label_column=LABEL, task="classification", numeric=[], classes=classes, text=transform)
 
 
-def unigram_perplexity(train_counts: np.ndarray, val_counts: np.ndarray) -> float | None:
-    """exp of the val targets' mean negative log probability under add-one smoothed train frequencies."""
-    if not val_counts.sum():
-        return None
-    log_p = np.log((train_counts + 1.0) / (train_counts.sum() + len(train_counts)))
-    return float(math.exp(-(val_counts * log_p).sum() / val_counts.sum()))
-
-
-def _count(tagged: ray.data.Dataset, *, vocab_size: int) -> dict:
-    """Blocks per split flag, bad files (one named), and the target tokens of train and val, in one
-    streaming pass."""
+def _count(tagged: ray.data.Dataset, *, vocab_size: int, classify: bool) -> dict:
+    """Rows per split flag, bad files (one named), and in the same streaming pass, the classes of each
+    split's documents, or the target tokens of the train and val blocks."""
     aggregations = [Sum("_bad", alias_name="_bad"), Min("_bad_value", alias_name="bad_value"),
-                    *(Sum(flag, alias_name=flag) for flag in SPLIT_FLAGS.values()),
-                    *(TokenCounts(split, vocab_size=vocab_size) for split in ("train", "val"))]
+                    *(Sum(flag, alias_name=flag) for flag in SPLIT_FLAGS.values())]
+    if classify:
+        aggregations.append(ValueCounter(SPLIT_LABEL, alias_name=SPLIT_LABEL))
+    else:
+        aggregations += [TokenCounts(split, vocab_size=vocab_size) for split in ("train", "val")]
     found = aggregate_streaming(tagged, aggregations)
-    return {name: int(value or 0) if name not in ("bad_value", "train_tokens", "val_tokens") else value
-            for name, value in found.items()}
+    counted = ("_bad", *SPLIT_FLAGS.values())
+    return {name: int(value or 0) if name in counted else value for name, value in found.items()}
 
 
 class TokenCounts(AggregateFnV2):

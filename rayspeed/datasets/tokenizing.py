@@ -14,6 +14,7 @@ class Tokenizer:
     """`encode` documents to token ids (without the end-of-document token) and `decode` them back."""
 
     def __init__(self, transform: TextTransform):
+        self._strip_headers = transform.strip_headers
         self._json = None
         if transform.tokenizer_json is not None:
             from tokenizers import Tokenizer as HuggingFaceTokenizer
@@ -21,7 +22,9 @@ class Tokenizer:
             self._json = HuggingFaceTokenizer.from_str(transform.tokenizer_json)
 
     def encode(self, documents: list[str]) -> list[np.ndarray]:
-        """int32 token ids of each document."""
+        """int32 token ids of each document (its body only, under `strip_headers`)."""
+        if self._strip_headers:
+            documents = [without_headers(document) for document in documents]
         if self._json is None:
             return [np.frombuffer(document.encode("utf-8"), dtype=np.uint8).astype(np.int32) for document in documents]
         return [np.asarray(encoding.ids, dtype=np.int32)
@@ -33,7 +36,13 @@ class Tokenizer:
         return self._json.decode(ids)
 
 
-def text_transform(tokenizer: str, *, block_size: int, read_file) -> TextTransform:
+def without_headers(document: str) -> str:
+    """What follows the first empty line (an email's body after its headers); all of a document without one."""
+    head, blank, body = document.replace("\r\n", "\n").partition("\n\n")
+    return body if blank else head
+
+
+def text_transform(tokenizer: str, *, block_size: int, read_file, strip_headers: bool = False) -> TextTransform:
     """The transform for `data.text.tokenizer`; `read_file(path) -> str` reads a tokenizer file
     (local or object storage) in the driver.
 
@@ -41,7 +50,8 @@ def text_transform(tokenizer: str, *, block_size: int, read_file) -> TextTransfo
         DataError: the tokenizer file cannot be read or is not a `tokenizers` JSON.
     """
     if tokenizer == BYTE_TOKENIZER:
-        return TextTransform(tokenizer=tokenizer, block_size=block_size, vocab_size=BYTE_VOCABULARY + 1)
+        return TextTransform(tokenizer=tokenizer, block_size=block_size, vocab_size=BYTE_VOCABULARY + 1,
+                             strip_headers=strip_headers)
     from tokenizers import Tokenizer as HuggingFaceTokenizer
 
     try:
@@ -50,4 +60,5 @@ def text_transform(tokenizer: str, *, block_size: int, read_file) -> TextTransfo
     except Exception as error:  # an unreadable file, bad JSON, or tokenizers' own errors
         raise DataError(f"data.text.tokenizer: cannot load {tokenizer!r} as a Hugging Face tokenizer.json: "
                         f"{error}") from None
-    return TextTransform(tokenizer=tokenizer, block_size=block_size, vocab_size=size + 1, tokenizer_json=content)
+    return TextTransform(tokenizer=tokenizer, block_size=block_size, vocab_size=size + 1, tokenizer_json=content,
+                         strip_headers=strip_headers)

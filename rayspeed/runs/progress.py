@@ -10,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rayspeed.runs.output import Terminal, python_stderr_to
 
-LINE_METRICS = ("val_loss", "val_accuracy", "val_rmse", "val_perplexity", "test_loss", "test_accuracy", "test_rmse",
-                "test_perplexity")
+LINE_METRICS = ("val_loss", "val_accuracy", "val_f1", "val_mae", "val_perplexity", "test_loss", "test_accuracy",
+                "test_f1", "test_mae", "test_perplexity")
 
 
 class RunObserver(Protocol):
@@ -69,8 +69,8 @@ class ProgressDisplay:
     def on_row(self, row: dict, *, epoch_end: bool, checkpoint: bool) -> None:
         if "val_accuracy" in row:
             self._last_val = f"val_acc {row['val_accuracy']:.4f}"
-        elif "val_rmse" in row:
-            self._last_val = f"val_rmse {row['val_rmse']:.4g}"
+        elif "val_mae" in row:
+            self._last_val = f"val_mae {row['val_mae']:.4g}"
         elif "val_perplexity" in row:
             self._last_val = f"val_ppl {row['val_perplexity']:.3f}"
         elif "val_loss" in row:

@@ -8,8 +8,9 @@ from rayspeed.runs.layout import CONFUSION_MATRIX_FILE, LOG_FILE, LOSS_CURVES_FI
 from rayspeed.runs.metrics_log import read_metrics
 from rayspeed.runs.storage import RunStorage
 
-SHOWN_METRICS = ("train_loss", "val_loss", "val_accuracy", "val_rmse", "val_r2", "val_perplexity", "test_loss",
-                 "test_accuracy", "test_rmse", "test_r2", "test_perplexity", "tokens_per_s")
+SHOWN_METRICS = ("train_loss", "val_loss", "val_accuracy", "val_f1", "val_rmse", "val_mae", "val_r2", "val_perplexity",
+                 "test_loss", "test_accuracy", "test_f1", "test_rmse", "test_mae", "test_r2", "test_perplexity",
+                 "tokens_per_s")
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,13 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         lines = [f"run: {self.run_dir} ({self.steps} steps)", f"final: {shown(self.final)}"]
+        if self.final.get("stopped_early"):
+            lines.append(f"stopped early at step {self.steps}: no improvement in the last checkpoints; test metrics "
+                         f"are the best checkpoint's (step {self.final['best_step']})")
         for name, value in self.baselines.items():  # `val_perplexity_unigram` beside the final val_perplexity
-            metric = name.rsplit("_", 1)[0]
-            lines.append(f"baseline: {name} {value:.4f} (final {metric} {self.final.get(metric, float('nan')):.4f})")
+            metric = max((m for m in self.final if name.startswith(f"{m}_")), key=len, default=None)
+            beside = f" (final {metric} {self.final[metric]:.4f})" if metric else ""
+            lines.append(f"baseline: {name} {value:.4f}{beside}")
         if self.best_checkpoint:
             lines.append(f"best checkpoint: {self.best_checkpoint} ({shown(self.best_metrics)})")
         lines += [f"wrote: {name}" for name in self.files]

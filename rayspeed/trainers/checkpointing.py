@@ -4,12 +4,13 @@ Layout of one checkpoint (Ray merges the directories every rank reports into one
     step_00000040/
         deepspeed/          engine.save_checkpoint: model, ZeRO shards of every rank, LR schedule
         latest              DeepSpeed's pointer to the tag
-        train_state.json    step (rank 0)
+        train_state.json    step and early stopping's state (rank 0)
         rng_rank{r}.pt      torch/numpy/python RNG of rank r
         preprocessing.json  the fitted preprocessing (rank 0), separate from the loop's state
         input_spec.json     what the model takes and gives (rank 0)
 """
 
+import contextlib
 import json
 import random
 import tempfile
@@ -25,51 +26,64 @@ DEEPSPEED_TAG = "deepspeed"
 TRAIN_STATE = "train_state.json"
 
 
-def save_and_report(engine, metrics: dict, *, step: int, rank: int, artifacts: dict[str, dict]) -> None:
-    """Writes this rank's part and reports it; all ranks must call this at the same step.
+@contextlib.contextmanager
+def saved_checkpoint(engine, *, step: int, rank: int, state: dict, artifacts: dict[str, dict]):
+    """Writes this rank's part of the checkpoint of `step` and yields it, to report before the block
+    ends; all ranks must enter it at the same step.
 
     `engine.save_checkpoint` is a collective: each rank writes its own ZeRO shards. The SYNC
-    upload inside `report` finishes before it returns, so the temporary directory can go.
+    upload inside `ray.train.report` finishes before it returns, so the temporary directory can go.
 
     Args:
+        state: the loop's state beside the step (early stopping's), saved by rank 0.
         artifacts: JSON files rank 0 adds (the fitted preprocessing and the input spec).
     """
     with tempfile.TemporaryDirectory(prefix="rayspeed-ckpt-") as tmp:
         engine.save_checkpoint(tmp, tag=DEEPSPEED_TAG, client_state={"step": step})
         torch.save(_rng_state(), Path(tmp) / f"rng_rank{rank}.pt")
         if rank == 0:
-            (Path(tmp) / TRAIN_STATE).write_text(json.dumps({"step": step}))
+            (Path(tmp) / TRAIN_STATE).write_text(json.dumps({**state, "step": step}))
             for name, content in artifacts.items():
                 (Path(tmp) / name).write_text(json.dumps(content))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                         checkpoint_dir_name=checkpoint_dir_name(step))
+        yield ray.train.Checkpoint.from_directory(tmp)
+
+
+def report_checkpoint(metrics: dict, checkpoint: ray.train.Checkpoint, *, step: int) -> None:
+    ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=checkpoint_dir_name(step))
+
+
+def load_weights(engine, checkpoint: ray.train.Checkpoint) -> None:
+    """Loads a checkpoint of this run into the engine, to evaluate it (early stopping's best)."""
+    with checkpoint.as_directory() as directory:
+        engine.load_checkpoint(directory, tag=DEEPSPEED_TAG)
 
 
 def rank0_artifacts(*, preprocessing: dict, input_spec: dict) -> dict[str, dict]:
     return {PREPROCESSING_FILE: preprocessing, INPUT_SPEC_FILE: input_spec}
 
 
-def restore(engine, *, rank: int, warm_start: ray.train.Checkpoint | None = None) -> tuple[int, bool]:
+def restore(engine, *, rank: int, warm_start: ray.train.Checkpoint | None = None) -> tuple[dict, bool]:
     """Loads the latest checkpoint Ray knows for this run (after a restart or `--resume`), else the
     run's warm start: another run's checkpoint it continues from (a PBT trial copying a peer).
 
     Returns:
-        The optimizer step the checkpoint was taken after (0 when there is none), and whether it
-        was the warm start (whose random state belongs to the other run and is not restored).
+        The loop's saved state (`step`: the optimizer step the checkpoint was taken after, 0 when
+        there is none), and whether it was the warm start (whose random state and loop state belong to
+        the other run and are not restored, but its step).
     """
     checkpoint = ray.train.get_checkpoint()
     warm = checkpoint is None and warm_start is not None
     checkpoint = warm_start if warm else checkpoint
     if checkpoint is None:
-        return 0, False
+        return {"step": 0}, False
     with checkpoint.as_directory() as directory:
         engine.load_checkpoint(directory, tag=DEEPSPEED_TAG, load_optimizer_states=True,
                                load_lr_scheduler_states=True)
-        step = json.loads((Path(directory) / TRAIN_STATE).read_text())["step"]
+        state = json.loads((Path(directory) / TRAIN_STATE).read_text())
         rng_file = Path(directory) / f"rng_rank{rank}.pt"
         if rng_file.exists() and not warm:
             _set_rng_state(torch.load(rng_file, weights_only=False))
-    return step, warm
+    return ({"step": state["step"]} if warm else state), warm
 
 
 def seed_rank(seed: int, rank: int) -> None:

@@ -38,7 +38,6 @@ from rayspeed.trainers.loop import train_loop_per_worker
 from rayspeed.trainers.models import check_model_builds
 from rayspeed.trainers.plan import LoopPlan, plan_loop
 from rayspeed.trainers.recorder import RunRecorder
-from rayspeed.trainers.tasks import task_for
 from rayspeed.trainers.tracking import NullSink, WandbSettings, WandbSink, data_summary
 
 # Worker-group startup failures (e.g. resources that never appear) are retried this often, not forever.
@@ -71,8 +70,7 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     notes(prepared.describe())
     plan = plan_loop(cfg, split_rows=prepared.split_rows)
     spec = prepared.input_spec
-    check_model_builds(cfg.model, num_features=spec.num_features, num_outputs=task_for(spec).output_size(spec),
-                       image_shape=spec.image_shape, category_sizes=spec.category_sizes)
+    check_model_builds(cfg.model, spec)
     notes(f"{plan.total_steps} steps ({plan.steps_per_epoch} per epoch) of global batch {cfg.batch.global_batch} "
           f"on {cfg.scaling.num_workers} workers")
     _save_once(storage, PREPROCESSING_FILE, prepared.preprocessing.to_dict())
@@ -153,7 +151,7 @@ def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, stor
         train_loop_per_worker,
         train_loop_config={
             "experiment": cfg, "plan": plan, "input_spec": prepared.input_spec, "channel": recorder.channel,
-            "gate": gate, "warm_start": warm_start,
+            "gate": gate, "warm_start": warm_start, "checkpoints": (storage.filesystem, storage.path),
             "artifacts": rank0_artifacts(preprocessing=prepared.preprocessing.to_dict(),
                                          input_spec=prepared.input_spec.to_dict())},
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),

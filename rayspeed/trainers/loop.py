@@ -13,7 +13,9 @@ from ray.train.v2._internal.execution import context as train_context
 
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.datasets.preprocessing import InputSpec
-from rayspeed.trainers.checkpointing import restore, save_and_report, seed_rank
+from rayspeed.runs.layout import checkpoint_dir_name
+from rayspeed.trainers.checkpointing import load_weights, report_checkpoint, restore, saved_checkpoint, seed_rank
+from rayspeed.trainers.early_stopping import EarlyStopper, all_agree_to_stop
 from rayspeed.trainers.engine import INPUT_DTYPES, average_buffers, build_engine, set_hyperparameters
 from rayspeed.trainers.evaluation import EVAL_ROWS, evaluate
 from rayspeed.trainers.gate import STOP, EpochGate
@@ -21,6 +23,7 @@ from rayspeed.trainers.meter import WindowMeter
 from rayspeed.trainers.models import build_model
 from rayspeed.trainers.plan import LoopPlan
 from rayspeed.trainers.recorder import NullChannel
+from rayspeed.trainers.regularization import l1_penalty, penalized_weights
 from rayspeed.trainers.tasks import task_for
 
 
@@ -31,8 +34,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
     cfg: ExperimentConfig = loop_config["experiment"]
     plan: LoopPlan = loop_config["plan"]
     worker = Worker(cfg, plan, loop_config["input_spec"], channel=loop_config["channel"],
-                    artifacts=loop_config["artifacts"], gate=loop_config["gate"])
+                    artifacts=loop_config["artifacts"], gate=loop_config["gate"],
+                    checkpoints=loop_config["checkpoints"])
     step = worker.restore(loop_config["warm_start"])
+    if worker.stopped_early:  # a resumed run that had already stopped
+        return
     shard = ray.train.get_dataset_shard("train")
     micro, accum = cfg.batch.micro_batch_per_worker, cfg.batch.grad_accumulation
     for epoch in range(step // plan.steps_per_epoch, plan.num_epochs):
@@ -65,39 +71,50 @@ class Worker:
     """One rank's engine and the log/report/validate/checkpoint policy around it."""
 
     def __init__(self, cfg: ExperimentConfig, plan: LoopPlan, spec: InputSpec, *, channel, artifacts: dict,
-                 gate: EpochGate | None):
+                 gate: EpochGate | None, checkpoints: tuple):
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.dtype = INPUT_DTYPES[cfg.train.precision]
-        self.cfg, self.plan, self.task = cfg, plan, task_for(spec)
+        self.cfg, self.plan = cfg, plan
+        self.task = task_for(spec, label_smoothing=cfg.train.label_smoothing)
         # Each rank runs its share of an evaluation batch: a language model's, one micro batch.
         self.eval_rows = cfg.batch.micro_batch_per_worker * self.world if spec.vocab_size else EVAL_ROWS
         self.channel = channel
         self.rows_out = channel if self.rank == 0 else NullChannel()  # rank 0's rows speak for all
         self.artifacts = artifacts
         self.gate = gate  # a Tune trial's: wait for Tune's decision at every epoch end
+        self.checkpoints = checkpoints  # (filesystem, the run directory Ray writes checkpoints into)
+        stopping, score = cfg.train.early_stopping, cfg.checkpoint
+        self.stopper = EarlyStopper.of(stopping, metric=score.score_metric, mode=score.score_mode) if stopping else None
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-        model = build_model(cfg.model, num_features=spec.num_features, num_outputs=self.task.output_size(spec),
-                            image_shape=spec.image_shape, category_sizes=spec.category_sizes)
+        model = build_model(cfg.model, spec)
         self.engine = build_engine(model, ds_config=plan.ds_config, lr_plan=plan.lr_plan, peak_lr=cfg.train.lr)
         # Batches go where DeepSpeed put the model (its device comes from LOCAL_RANK).
         self.device = self.engine.device
+        self.l1_weights = penalized_weights(self.engine.module) if cfg.train.l1 else []
         seed_rank(cfg.train.seed, self.rank)  # different dropout masks on every rank
         self.meter = WindowMeter(self.device)
         self.rows: list[dict] = []  # rows logged since the last checkpoint
         self.restored_step: int | None = None
 
     def restore(self, warm_start) -> int:
-        step, warm = restore(self.engine, rank=self.rank, warm_start=warm_start)
+        state, warm = restore(self.engine, rank=self.rank, warm_start=warm_start)
         if warm:  # the other run's optimizer state carries its hyperparameters; this run's apply
             set_hyperparameters(self.engine.optimizer, self.cfg.train)
-        self.restored_step = step or None
-        return step
+        if self.stopper:
+            self.stopper.load(state)
+        self.restored_step = state["step"] or None
+        return state["step"]
+
+    @property
+    def stopped_early(self) -> bool:
+        return bool(self.stopper and self.stopper.stopped)
 
     def train_micro_step(self, batch: dict, *, wait_s: float) -> None:
         outputs = self.engine(*self.task.inputs(batch, dtype=self.dtype))
-        loss = self.task.loss(outputs, batch)
-        self.engine.backward(loss)  # DeepSpeed divides by the accumulation steps
+        loss = self.task.loss(outputs, batch)  # the data term, which train_loss reports
+        objective = loss + self.cfg.train.l1 * l1_penalty(self.l1_weights) if self.l1_weights else loss
+        self.engine.backward(objective)  # DeepSpeed divides by the accumulation steps
         self.engine.step()  # steps the optimizer and the lr schedule only at accumulation boundaries
         self.meter.add_micro(loss, rows=len(batch["row_hash"]), wait_s=wait_s)
 
@@ -118,27 +135,59 @@ class Worker:
         row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4),
                "lr": self.engine.lr_scheduler.lr_of_step(step), **self.meter.reduce(world=self.world)}
         row.update(self.task.window_metrics(row))
+        if self.l1_weights:
+            row["l1_term"] = self.cfg.train.l1 * l1_penalty(self.l1_weights).item()
+        stop = False
         if report or checkpoint:
             average_buffers(self.engine.module, world=self.world)
             if plan.has_val:
                 row.update(self._evaluate("val"))
-            if step == plan.total_steps:
+            if checkpoint and self.stopper and plan.has_val:
+                stop = all_agree_to_stop(self.stopper.update(row[self.stopper.metric], step=step), device=self.device)
+                self.stopper.stopped = stop
+            if step == plan.total_steps and not stop:
                 row["done"] = True
                 if plan.has_test:
                     row.update(self._evaluate("test", with_details=True))
-        self.rows.append(row)
-        self.rows_out.send_rows([row])
         if checkpoint:
-            save_and_report(self.engine, {**row, "rows": list(self.rows)}, step=step, rank=self.rank,
-                            artifacts=self.artifacts)
+            state = self.stopper.state() if self.stopper else {}
+            with saved_checkpoint(self.engine, step=step, rank=self.rank, state=state,
+                                  artifacts=self.artifacts) as saved:
+                if stop:
+                    row.update(self._finish_early(step))
+                self._send(row)
+                report_checkpoint({**row, "rows": list(self.rows)}, saved, step=step)
             self.rows = []
-        elif report:
-            ray.train.report({**row, "rows": list(self.rows)})
+        else:
+            self._send(row)
+            if report:
+                ray.train.report({**row, "rows": list(self.rows)})
         self.meter.restart()
+        if stop:
+            return STOP
         if report and self.gate and step < plan.total_steps and self.gate.should_stop(step=step, rank=self.rank,
                                                                                       device=self.device):
             return STOP
         return None
+
+    def _send(self, row: dict) -> None:
+        self.rows.append(row)
+        self.rows_out.send_rows([row])
+
+    def _finish_early(self, step: int) -> dict:
+        """The stopping row's ending: the best checkpoint's weights loaded (its test metrics are the
+        run's), and what was decided."""
+        best = self.stopper.best_step
+        if best != step:
+            filesystem, run_dir = self.checkpoints
+            load_weights(self.engine, ray.train.Checkpoint(f"{run_dir}/{checkpoint_dir_name(best)}",
+                                                           filesystem=filesystem))
+        metric = self.stopper.metric  # measured again on the loaded weights: the best checkpoint's own score
+        ending = {"done": True, "stopped_early": True, "best_step": best,
+                  f"best_{metric}": self._evaluate("val")[metric]}
+        if self.plan.has_test:
+            ending.update(self._evaluate("test", with_details=True))
+        return ending
 
     def _tell_restart(self, step: int) -> None:
         """After a restore, every rank tells the driver its first step and DeepSpeed's own counter."""

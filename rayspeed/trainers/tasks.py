@@ -35,11 +35,14 @@ class Task(Protocol):
 
 
 class RowTask:
-    """A task on table rows or pictures: float features (cast to the training precision) plus, under
-    `categorical_encoding: ids`, integer category slots; rows are its units of work."""
+    """A task on rows of features: float numbers (cast to the training precision) plus, under
+    `categorical_encoding: ids`, integer category slots; or token ids (text, never cast)."""
+
+    def __init__(self, spec: InputSpec):
+        self._tokens = spec.vocab_size is not None
 
     def inputs(self, batch: dict, *, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        features = batch["features"].to(dtype)
+        features = batch["features"].long() if self._tokens else batch["features"].to(dtype)
         return (features, batch["categories"]) if "categories" in batch else (features,)
 
     def window_metrics(self, window: dict) -> dict:
@@ -47,18 +50,20 @@ class RowTask:
 
 
 class Classification(RowTask):
-    """Class logits, cross entropy, accuracy and a confusion matrix."""
+    """Class logits; cross entropy (label-smoothed for training), accuracy, macro F1 and a confusion matrix."""
 
     name = "classification"
 
-    def __init__(self, spec: InputSpec):
+    def __init__(self, spec: InputSpec, *, label_smoothing: float = 0.0):
+        super().__init__(spec)
         self._classes = spec.num_classes
+        self._smoothing = label_smoothing
 
     def output_size(self, spec: InputSpec) -> int:
         return spec.num_classes
 
     def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
-        return F.cross_entropy(outputs.float(), batch["label"])
+        return F.cross_entropy(outputs.float(), batch["label"], label_smoothing=self._smoothing)
 
     def new_totals(self, *, device) -> torch.Tensor:
         """[loss sum, rows, confusion counts (true x predicted)], all-reduced as one tensor."""
@@ -77,10 +82,23 @@ class Classification(RowTask):
         confusion = [[int(v) for v in values[2 + i * self._classes: 2 + (i + 1) * self._classes]]
                      for i in range(self._classes)]
         metrics = {f"{split}_loss": values[0] / rows,
-                   f"{split}_accuracy": sum(confusion[i][i] for i in range(self._classes)) / rows}
+                   f"{split}_accuracy": sum(confusion[i][i] for i in range(self._classes)) / rows,
+                   f"{split}_f1": macro_f1(confusion)}
         if with_details:
             metrics[f"{split}_confusion"] = confusion
         return metrics
+
+
+def macro_f1(confusion: list[list[int]]) -> float:
+    """The mean over classes of F1 (2 x true positives / (predicted + actual)); a class never predicted
+    nor present counts 0, as scikit-learn's f1_score(average="macro") does."""
+    classes = len(confusion)
+    scores = []
+    for c in range(classes):
+        predicted = sum(confusion[r][c] for r in range(classes))
+        actual = sum(confusion[c])
+        scores.append(2 * confusion[c][c] / (predicted + actual) if predicted + actual else 0.0)
+    return sum(scores) / max(classes, 1)
 
 
 class Regression(RowTask):
@@ -90,6 +108,7 @@ class Regression(RowTask):
     name = "regression"
 
     def __init__(self, spec: InputSpec):
+        super().__init__(spec)
         self._scale = spec.target_std
 
     def output_size(self, spec: InputSpec) -> int:
@@ -154,5 +173,7 @@ class LanguageModeling:
 TASKS = {"classification": Classification, "regression": Regression, "language_modeling": LanguageModeling}
 
 
-def task_for(spec: InputSpec) -> Task:
+def task_for(spec: InputSpec, *, label_smoothing: float = 0.0) -> Task:
+    if spec.task == "classification":
+        return Classification(spec, label_smoothing=label_smoothing)
     return TASKS[spec.task](spec)
