@@ -40,3 +40,22 @@ def test_moby_dick_example_beats_the_unigram_baseline(tmp_path):
     assert 20 < baseline < 40  # English text, byte by byte
     assert summary["final"]["val_perplexity"] < 0.8 * baseline, (summary["final"], baseline)
     assert any(line.startswith("[rayspeed] baseline: val_perplexity_unigram") for line in lines), lines
+
+
+def test_weather_example_forecasts_better_than_the_last_value(tmp_path):
+    lines, summary = run_example("timeseries", tmp_path, "train.epochs=3")
+    assert any("windows of 24 rows x 8 inputs, regression" in line for line in lines), lines
+    final, baselines = summary["final"], summary["baselines"]
+    assert final["test_mae"] < baselines["test_mae_last_value"], (final, baselines)
+    # Early stopping's patience (3) is never met in 3 epochs: the run goes to its end.
+    assert final["done"] and "stopped_early" not in final and final["step"] == summary["steps"]
+    assert any(line.startswith("[rayspeed] baseline: test_mae_last_value") for line in lines), lines
+
+
+def test_spam_example_classifies_emails_better_than_the_majority(tmp_path):
+    lines, summary = run_example("text", tmp_path, "data.text.block_size=64", "train.epochs=null",
+                                 "train.max_steps=60", "checkpoint.every_n_steps=20", "train.warmup_steps=5")
+    assert any("data: 6046 documents read" in line and "first 64 tokens, 2 classes" in line for line in lines), lines
+    final, baselines = summary["final"], summary["baselines"]
+    assert baselines["test_f1_majority"] < 0.45 and final["test_f1"] > baselines["test_f1_majority"] + 0.2, (
+        final, baselines)

@@ -11,7 +11,7 @@ import pytest
 from conftest import experiment, run_dir, train
 
 from rayspeed.config import load_config
-from rayspeed.config.data import SplitFractions
+from rayspeed.config.data import DataConfig, SplitFractions
 from rayspeed.datasets import Preprocessing, build_datasets
 from rayspeed.datasets.baselines import unigram_perplexity
 from rayspeed.datasets.text import tag_blocks
@@ -122,3 +122,31 @@ def test_a_small_gpt_under_zero3_beats_the_unigram_baseline(tmp_path, corpus, ra
     assert summary.final["val_perplexity"] < 0.6 * baseline, (summary.final, baseline)
     saved = json.loads((max(directory.glob("step_*")) / "preprocessing.json").read_text())
     assert saved["text"] == {"tokenizer": "bytes", "block_size": 32, "vocab_size": 257, "tokenizer_json": None}
+
+
+def test_classified_documents_are_one_padded_row_each_without_their_headers(tmp_path, ray_session):
+    for label, count in (("ham", 30), ("spam", 10)):
+        (tmp_path / "mail" / label).mkdir(parents=True)
+        for i in range(count):
+            (tmp_path / "mail" / label / f"{i}.eml").write_text(
+                f"From: someone\r\nSubject: {label} {i}\r\n\r\n{label} body {i}\n", encoding="utf-8")
+    data = DataConfig(source=str(tmp_path / "mail"), format="text", task="classification",
+                      text={"block_size": 16, "strip_headers": True})
+    prepared = build_datasets(data, seed=0)
+    spec = prepared.input_spec
+    assert spec.classes == ["ham", "spam"] and spec.feature_shape == [16] and spec.pad_id == 256
+    assert sum(prepared.split_rows.values()) == 40
+    tokenizer = Tokenizer(prepared.preprocessing.text)
+    for dataset in prepared.datasets.values():
+        batch = dataset.take_batch(100)
+        for ids, label in zip(batch["features"], batch["label"], strict=True):
+            text = tokenizer.decode([int(i) for i in ids])  # the pad token decodes to nothing
+            assert text.startswith(f"{spec.classes[label]} body ") and "Subject" not in text
+            assert ids[-1] == spec.pad_id
+    test = prepared.split_rows["test"]
+    assert prepared.baselines["test_accuracy_majority"] == pytest.approx(
+        prepared.datasets["test"].filter(expr="label == 0").count() / test)
+
+    (tmp_path / "mail" / "stray.eml").write_text("no class", encoding="utf-8")
+    with pytest.raises(DataError, match=r"stray.eml is not in a class folder"):
+        build_datasets(data, seed=0)
