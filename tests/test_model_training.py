@@ -76,11 +76,12 @@ def train_each_model(config: dict) -> None:
         torch.manual_seed(0)
         network = build_model(TypeAdapter(ModelConfig).validate_python(model), spec)
         engine = build_engine(network, ds_config=config["ds_config"], lr_plan=config["lr_plan"], peak_lr=1e-2)
-        batch = {key: torch.as_tensor(value) for key, value in rows(np.random.default_rng(rank)).items()}
+        batch = {key: torch.as_tensor(value, device=engine.device)
+                 for key, value in rows(np.random.default_rng(rank)).items()}
         task = task_for(spec)
         seen = []
         for _ in range(STEPS):
-            loss = task.loss(engine(*task.inputs(batch, dtype=torch.float32)), batch)
+            loss = task.loss(engine(*task.inputs(batch, dtype=config["dtype"])), batch)
             engine.backward(loss)
             engine.step()
             seen.append(loss.item())
@@ -88,19 +89,24 @@ def train_each_model(config: dict) -> None:
     (Path(config["out"]) / f"rank{rank}.json").write_text(json.dumps(losses))
 
 
-def test_every_builtin_model_learns_under_two_worker_zero2(ray_session, tmp_path):
+def train_every_model(tmp_path: Path, *, use_gpu: bool = False) -> None:
+    """Two Ray Train workers (gloo on CPU; NCCL and bf16 on GPUs) train every case under ZeRO-2."""
     import ray.cloudpickle
     from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     from rayspeed.trainers.schedule import LrPlan
 
     cfg = validate({**TINY_DIGITS, "train": {**TINY_DIGITS["train"], "global_batch": 2 * ROWS,
-                                             "micro_batch_per_worker": ROWS, "lr_schedule": "constant"}}, source="test")
+                                             "micro_batch_per_worker": ROWS, "lr_schedule": "constant",
+                                             "precision": "bf16" if use_gpu else "fp32"},
+                    "scaling": {"num_workers": 2, "use_gpu": use_gpu}}, source="test")
     assert cfg.deepspeed_config()["zero_optimization"]["stage"] == 2
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
-    trainer = TorchTrainer(train_each_model, scaling_config=ScalingConfig(num_workers=2),
+    trainer = TorchTrainer(train_each_model, scaling_config=ScalingConfig(num_workers=2, use_gpu=use_gpu),
+                           torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
                            train_loop_config={"ds_config": cfg.deepspeed_config(), "out": str(tmp_path),
+                                              "dtype": torch.bfloat16 if use_gpu else torch.float32,
                                               "lr_plan": LrPlan.from_config(cfg.train, total_steps=STEPS)},
                            run_config=RunConfig(storage_path=str(tmp_path), name="models"))
     trainer.fit()
@@ -109,6 +115,16 @@ def test_every_builtin_model_learns_under_two_worker_zero2(ray_session, tmp_path
         assert set(losses) == set(CASES)
         for name, (first, last) in losses.items():
             assert last < 0.6 * first, f"rank {rank}, {name}: loss {first:.4f} -> {last:.4f}"
+
+
+def test_every_builtin_model_learns_under_two_worker_zero2(ray_session, tmp_path):
+    train_every_model(tmp_path)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_every_builtin_model_learns_on_two_gpus_in_bf16(ray_session, tmp_path):
+    train_every_model(tmp_path, use_gpu=True)
 
 
 def test_the_l1_term_is_lambda_times_the_sum_of_absolute_weights():
@@ -134,8 +150,9 @@ def test_early_stopping_counts_checkpoints_without_an_improvement_beyond_min_del
     restarted.load(stopper.state())
     assert restarted == stopper
     maximizing = EarlyStopper.of(EarlyStoppingConfig(patience=1), metric="val_f1", mode="max")
-    assert not maximizing.update(0.5, step=1) and not maximizing.update(0.6, step=2) and maximizing.update(0.6, step=3)
-    assert maximizing.best_step == 2  # a tie is not better
+    assert not maximizing.update(float("nan"), step=1) and maximizing.best_step == 1  # NaN: the worst score
+    assert not maximizing.update(0.6, step=2) and maximizing.update(0.6, step=3)  # a tie is no improvement,
+    assert maximizing.best_step == 3  # but the later checkpoint is the best, as in Ray's ranking
 
 
 def test_early_stopping_ends_every_rank_at_one_step_and_tests_the_best_checkpoint(tmp_path, ray_address):

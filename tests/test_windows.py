@@ -8,19 +8,22 @@ import pytest
 from rayspeed.config.data import DataConfig
 from rayspeed.datasets import build_datasets
 from rayspeed.datasets.windows import time_steps
+from rayspeed.errors import DataError
 
 pytestmark = pytest.mark.ray
 
 
 @pytest.fixture
 def readings(tmp_path):
-    """Two stations, 100 hourly readings each; station b misses hour 50. `level` rises by 1 an hour."""
+    """Two stations, 100 hourly readings each; station b misses hour 50; station c has 3 readings only (no
+    window). `level` rises by 1 an hour."""
     hours = pd.date_range("2024-01-01", periods=100, freq="h", tz="UTC")
     frames = []
     for station, offset in (("a", 0.0), ("b", 1000.0)):
         frame = pd.DataFrame({"station": station, "time": hours.strftime("%Y-%m-%dT%H:%M:%SZ"),
                               "level": offset + np.arange(100.0), "noise": np.random.default_rng(0).normal(size=100)})
         frames.append(frame.drop(index=50) if station == "b" else frame)
+    frames.append(frames[0].head(3).assign(station="c", level=lambda f: f["level"] + 5000))
     path = tmp_path / "readings.csv"
     pd.concat(frames).sample(frac=1.0, random_state=0).to_csv(path, index=False)  # rows in no order
     return path
@@ -55,7 +58,14 @@ def test_windows_split_by_time_skip_gaps_and_label_a_later_row(readings, ray_ses
     assert hours["train"].max() < hours["val"].min() <= hours["val"].max() < hours["test"].min()
     # The level rises 2 in 2 hours: the last-value forecast is off by exactly 2.
     assert prepared.baselines["test_mae_last_value"] == pytest.approx(2.0, rel=1e-4)
-    assert prepared.dropped["no full window before them"] == 199 - sum(prepared.split_rows.values())
+    assert prepared.dropped["no full window before them"] == 202 - sum(prepared.split_rows.values())
+
+
+def test_a_time_column_that_every_cannot_read_is_named(readings, ray_session):
+    data = DataConfig(source=str(readings), task="regression", label_column="level",
+                      windows={"time_column": "time", "series_column": "station"})  # every: "1", for numbers
+    with pytest.raises(DataError, match=r"data.windows.every: 'time' holds times .*give a duration like '1h'"):
+        build_datasets(data, seed=0)
 
 
 def test_windows_refuse_settings_that_would_leak_or_open_gaps():

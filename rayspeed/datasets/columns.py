@@ -35,7 +35,8 @@ class ColumnPlan:
 
     @property
     def columns(self) -> list[str]:
-        return [*self.features, self.label]
+        """Features then the label, once each (under windows the label can be a feature too)."""
+        return list(dict.fromkeys([*self.features, self.label]))
 
 
 def plan_columns(sample: pd.DataFrame, data: DataConfig, *, source: str) -> ColumnPlan:

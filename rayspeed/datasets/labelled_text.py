@@ -1,6 +1,7 @@
 """Classified text: one document per file in a folder of class folders. Each document's first
 `block_size` tokens, the end-of-document token filling the rest, are one row with its class; rows are
-split by a hash of the file's bytes, so identical documents share a split."""
+split by a hash of those tokens, so documents the model sees alike (the same body under other
+headers) share a split."""
 
 import numpy as np
 
@@ -23,7 +24,7 @@ def tag_documents(batch: dict, *, transform: TextTransform, split: SplitFraction
         row[:len(kept)] = kept
     usable = np.asarray([problem is None for problem in problems], dtype=bool)
     labels = np.asarray([str(label) for label in batch[LABEL]], dtype=object)
-    tags = split_tags(content_digests([bytes(content) for content in batch["bytes"]], seed=seed), split, usable=usable)
+    tags = split_tags(content_digests([row.tobytes() for row in rows], seed=seed), split, usable=usable)
     names = {code: name for name, code in SPLIT_CODES.items()}
     split_label = [f"{names[code]}:{label}" if ok else None for code, label, ok in zip(tags["_split"], labels, usable,
                                                                                          strict=True)]

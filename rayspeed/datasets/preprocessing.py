@@ -75,13 +75,16 @@ class TextTransform:
 @dataclass(frozen=True)
 class WindowTransform:
     """Rows to windows: `length` consecutive rows of a series (`every` apart by `time_column`), labelled
-    by the row `horizon` after the last."""
+    by the row `horizon` after the last; the time span (in steps of `every`) the splits were cut from,
+    kept so a resumed run splits the same way even when rows were added."""
 
     time_column: str
     every: str
     series_column: str | None
     length: int
     horizon: int
+    start: float
+    end: float
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def _coerce(batch: pd.DataFrame, name: str, *, numeric: bool) -> pd.Series:
 def _bad_values(batch: pd.DataFrame, frame: pd.DataFrame, plan: ColumnPlan) -> pd.DataFrame:
     """True where a value was present in the source but did not parse as its column's kind."""
     return pd.DataFrame({name: frame[name].isna().to_numpy() & batch[name].notna().to_numpy()
-                         for name in dict.fromkeys(plan.columns)}, index=batch.index)
+                         for name in plan.columns}, index=batch.index)
 
 
 def hash_key(seed: int) -> str:

@@ -4,6 +4,8 @@ split. It runs in the driver; nothing is materialized
 but what `data.cache` asks for, and Ray Train streams the train split to the workers in shards.
 """
 
+import dataclasses
+
 import ray.data
 from ray.data.context import ShuffleStrategy
 
@@ -17,7 +19,8 @@ from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
 from rayspeed.datasets.readers import read_source
 from rayspeed.datasets.rows import DROP_FLAGS, tag_rows
 from rayspeed.datasets.statistics import DataStats, measure
-from rayspeed.datasets.window_pipeline import cut_into_windows, place_in_time, window_rows, with_windows
+from rayspeed.datasets.window_pipeline import cut_into_windows, place_in_time, window_rows
+from rayspeed.datasets.windows import check_time_column
 from rayspeed.errors import DataError
 
 
@@ -36,7 +39,8 @@ def build_table_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing |
     """
     with named_data_errors(data):
         source = read_source(data, seed=seed)
-        plan = plan_columns(source.limit(SAMPLE_ROWS).to_pandas(), data, source=data.source)
+        sample = source.limit(SAMPLE_ROWS).to_pandas()
+        plan = plan_columns(sample, data, source=data.source)
         # Deduplication's grouped count runs as plain tasks: the default hash shuffle would first start
         # a pool of aggregator actors (about 6 s on 2 cores).
         source.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
@@ -46,11 +50,13 @@ def build_table_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing |
         duplicates = 0
         if data.deduplicate:
             tagged, duplicates = drop_duplicates(tagged)
+        window = None
         if data.windows:
-            tagged = place_in_time(tagged, data)
+            check_time_column(sample, data.windows)
+            tagged, window = place_in_time(tagged, data, fitted=fitted.window if fitted else None)
         stats = measure(tagged, plan, data)
         _check_counts(stats, plan, data)
-        preprocessing = fitted or _fit(tagged, stats, plan, data)
+        preprocessing = fitted or dataclasses.replace(_fit(tagged, stats, plan, data), window=window)
         dropped = {why: stats.counts[flag] for flag, why in DROP_FLAGS.items()} | {"duplicates": duplicates}
         split_rows, baselines, rows, encode = stats.split_rows, {}, tagged, model_rows
         if data.windows:
@@ -68,8 +74,7 @@ def build_table_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing |
 def _fit(tagged: ray.data.Dataset, stats: DataStats, plan: ColumnPlan, data: DataConfig) -> Preprocessing:
     bounds = clip_bounds(stats, plan, data)
     moments = measure(tagged, plan, data, clip=bounds) if bounds else None
-    fitted = fit_preprocessing(stats, plan, data, bounds=bounds, moments=moments)
-    return with_windows(fitted, data) if data.windows else fitted
+    return fit_preprocessing(stats, plan, data, bounds=bounds, moments=moments)
 
 
 def _check_counts(stats: DataStats, plan: ColumnPlan, data: DataConfig) -> None:

@@ -1,6 +1,6 @@
 """The window steps of the table pipeline (`data.windows`): place each tagged row in time and split by
-time (one pass for the time span), then cut each series into windows (a grouping by series) and count
-them in one more pass, which also measures the naive baseline: the label is the last row's."""
+time (one pass for the time span), then cut each series into windows (a grouping by series, kept) and
+count them in one more pass, which also measures the naive baseline: the label is the last row's."""
 
 import dataclasses
 
@@ -16,38 +16,37 @@ from rayspeed.datasets.windows import SERIES, STEP, cut_windows, split_by_time, 
 from rayspeed.errors import DataError
 
 
-def place_in_time(tagged: ray.data.Dataset, data: DataConfig) -> ray.data.Dataset:
-    """The tagged rows with `_step` and `_series`, split by time.
+def place_in_time(tagged: ray.data.Dataset, data: DataConfig, *, fitted: WindowTransform | None
+                  ) -> tuple[ray.data.Dataset, WindowTransform]:
+    """The tagged rows with `_step` and `_series`, split by time: by the span of a resumed run's
+    `fitted` transform, else by the span of the usable rows' times (one pass).
 
     Raises:
         DataError: no usable row has a time.
     """
-    timed = tagged.map_batches(tag_time, batch_format="pandas",
-                               fn_kwargs={"window": window_transform(data), "source": data.source})
-    span = aggregate_streaming(timed.filter(expr="_usable == 1").select_columns([STEP]),
-                               [Min(STEP, alias_name="start"), Max(STEP, alias_name="end")])
-    if span["start"] is None or np.isnan(span["start"]):
-        raise DataError(f"data.windows.time_column: no usable row of {data.source!r} has a time in "
-                        f"{data.windows.time_column!r}")
-    return timed.map_batches(split_by_time, batch_format="pandas",
-                             fn_kwargs={"start": float(span["start"]), "end": float(span["end"]), "split": data.split})
-
-
-def window_transform(data: DataConfig) -> WindowTransform:
     windows = data.windows
-    return WindowTransform(time_column=windows.time_column, every=windows.every, series_column=windows.series_column,
-                           length=windows.length, horizon=windows.horizon)
-
-
-def with_windows(preprocessing: Preprocessing, data: DataConfig) -> Preprocessing:
-    return dataclasses.replace(preprocessing, window=window_transform(data))
+    window = fitted or WindowTransform(time_column=windows.time_column, every=windows.every,
+                                       series_column=windows.series_column, length=windows.length,
+                                       horizon=windows.horizon, start=0.0, end=0.0)
+    timed = tagged.map_batches(tag_time, batch_format="pandas", fn_kwargs={"window": window, "source": data.source})
+    if fitted is None:
+        span = aggregate_streaming(timed.filter(expr="_usable == 1").select_columns([STEP]),
+                                   [Min(STEP, alias_name="start"), Max(STEP, alias_name="end")])
+        if span["start"] is None or np.isnan(span["start"]):
+            raise DataError(f"data.windows.time_column: no usable row of {data.source!r} has a time in "
+                            f"{windows.time_column!r}")
+        window = dataclasses.replace(window, start=float(span["start"]), end=float(span["end"]))
+    return timed.map_batches(split_by_time, batch_format="pandas",
+                             fn_kwargs={"start": window.start, "end": window.end, "split": data.split}), window
 
 
 def cut_into_windows(timed: ray.data.Dataset, preprocessing: Preprocessing) -> tuple[ray.data.Dataset, dict, dict]:
-    """The windows of every series (lazy), their count per split, and the naive baselines of val and
-    test: `<split>_mae_last_value` (regression, in the target's units) or `<split>_accuracy_last_class`."""
+    """The windows of every series, cut once and kept in the object store (grouping rows by series is
+    an all-to-all pass: not one to repeat every epoch), their count per split, and the naive baselines
+    of val and test: `<split>_mae_last_value` (regression, in the target's units) or
+    `<split>_accuracy_last_class`."""
     windows = timed.filter(expr="_usable == 1").groupby(SERIES).map_groups(
-        cut_windows, batch_format="pandas", fn_kwargs={"preprocessing": preprocessing})
+        cut_windows, batch_format="pandas", fn_kwargs={"preprocessing": preprocessing}).materialize()
     view = windows.map_batches(_naive_view, batch_format="numpy")
     found = aggregate_streaming(view, [*(Sum(flag, alias_name=flag) for flag in SPLIT_FLAGS.values()),
                                        *(Sum(f"_naive:{name}", alias_name=name) for name in ("val", "test"))])

@@ -5,10 +5,12 @@ import numpy as np
 import pandas as pd
 
 from rayspeed.config.data import SplitFractions
+from rayspeed.config.windows import WindowConfig
 from rayspeed.datasets.columns import PATH_COLUMN
 from rayspeed.datasets.encoding import model_rows
 from rayspeed.datasets.preprocessing import Preprocessing, WindowTransform
 from rayspeed.datasets.rows import SPLIT_CODES, SPLIT_FLAGS
+from rayspeed.errors import DataError
 
 STEP, SERIES = "_step", "_series"
 
@@ -16,12 +18,42 @@ STEP, SERIES = "_step", "_series"
 def time_steps(values: pd.Series, every: str) -> np.ndarray:
     """Each value's time in units of `every` (consecutive rows differ by exactly 1); NaN where a value
     is not a time (or not a number, for number columns)."""
-    try:
-        unit = float(every)
-    except ValueError:
-        times = pd.to_datetime(values, utc=True, errors="coerce")
+    if not _is_number(every):
+        times = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
         return ((times - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(every)).to_numpy(dtype=np.float64, na_value=np.nan)
-    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) / unit
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) / float(every)
+
+
+def check_time_column(sample: pd.DataFrame, windows: WindowConfig) -> None:
+    """The first rows' times must parse the way `every` reads them (numbers for a number, times for a
+    duration): a mismatch would make every row a gap, or a bad row.
+
+    Raises:
+        DataError: naming `data.windows.every` or `time_column` and a value.
+    """
+    values = sample[windows.time_column].dropna()
+    if values.empty:
+        return
+    steps = time_steps(values, windows.every)
+    numeric_every = _is_number(windows.every)
+    head = values.head(20)
+    looks_like_times = pd.api.types.is_datetime64_any_dtype(values) or (
+        pd.to_numeric(head, errors="coerce").isna().all()
+        and pd.to_datetime(head, errors="coerce", utc=True, format="mixed").notna().all())
+    if numeric_every and looks_like_times:
+        raise DataError(f"data.windows.every: {windows.time_column!r} holds times (e.g. {values.iloc[0]!r}); give a "
+                        f"duration like '1h' instead of {windows.every!r}")
+    if np.isnan(steps).all():
+        expected = "numbers" if numeric_every else f"times (every is {windows.every!r})"
+        raise DataError(f"data.windows.time_column: {windows.time_column!r} holds {values.iloc[0]!r}, not {expected}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def tag_time(batch: pd.DataFrame, *, window: WindowTransform, source: str) -> pd.DataFrame:
@@ -63,10 +95,12 @@ def cut_windows(group: pd.DataFrame, *, preprocessing: Preprocessing) -> dict[st
     rows = model_rows(group, preprocessing=preprocessing)
     span = window.length - 1 + window.horizon  # rows from a window's first to its label's
     firsts = np.arange(max(len(group) - span, 0))
-    breaks = np.cumsum(np.concatenate([[0], np.diff(group[STEP].to_numpy()) != 1]))
+    # One step apart within float error (steps are times divided by `every`); duplicates and gaps break.
+    breaks = np.cumsum(np.concatenate([[0], np.abs(np.diff(group[STEP].to_numpy()) - 1) > 1e-6]))
     firsts = firsts[breaks[firsts + span] == breaks[firsts]]
     lasts, targets = firsts + window.length - 1, firsts + span
-    features = rows["features"][firsts[:, None] + np.arange(window.length)].reshape(len(firsts), -1)
+    width = window.length * rows["features"].shape[1]
+    features = rows["features"][firsts[:, None] + np.arange(window.length)].reshape(len(firsts), width)
     label = rows["label"]
     codes = group["_split"].to_numpy()[targets]
     if preprocessing.task == "regression":

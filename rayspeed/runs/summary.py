@@ -28,6 +28,9 @@ class RunSummary:
         if self.final.get("stopped_early"):
             lines.append(f"stopped early at step {self.steps}: no improvement in the last checkpoints; test metrics "
                          f"are the best checkpoint's (step {self.final['best_step']})")
+        elif "best_step" in self.final:
+            lines.append(f"early stopping's patience was never met; test metrics are the best checkpoint's "
+                         f"(step {self.final['best_step']})")
         for name, value in self.baselines.items():  # `val_perplexity_unigram` beside the final val_perplexity
             metric = max((m for m in self.final if name.startswith(f"{m}_")), key=len, default=None)
             beside = f" (final {metric} {self.final[metric]:.4f})" if metric else ""

@@ -1,6 +1,7 @@
 """Early stopping as every rank decides it: the same all-reduced scores give the same decision, and
 the decision is all-reduced once more, so no rank can leave while the others wait in a collective."""
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -29,9 +30,13 @@ class EarlyStopper:
         return cls(metric=metric, mode=mode, patience=config.patience, min_delta=config.min_delta)
 
     def update(self, score: float, *, step: int) -> bool:
-        """Takes the score of the checkpoint of `step`; True when patience has run out."""
+        """Takes the score of the checkpoint of `step`; True when patience has run out. A tie makes the
+        later checkpoint the best, as Ray's ranking does (so the best is never one Ray deleted); NaN
+        is worse than any score."""
         sign = 1.0 if self.mode == "min" else -1.0
-        if self.best_score is None or sign * (score - self.best_score) < 0:
+        if math.isnan(score):
+            score = math.inf * sign
+        if self.best_score is None or sign * (score - self.best_score) <= 0:
             self.best_score, self.best_step = score, step
         if self.reference is None or sign * (self.reference - score) > self.min_delta:
             self.reference, self.stale = score, 0
@@ -44,8 +49,11 @@ class EarlyStopper:
         return {"early_stopping": asdict(self)}
 
     def load(self, state: dict) -> None:
-        for name, value in state.get("early_stopping", {}).items():
-            setattr(self, name, value)
+        """The counts a checkpoint kept; the settings stay this run's."""
+        saved = state.get("early_stopping", {})
+        for name in ("best_score", "best_step", "reference", "stale", "stopped"):
+            if name in saved:
+                setattr(self, name, saved[name])
 
 
 def all_agree_to_stop(stop: bool, *, device) -> bool:

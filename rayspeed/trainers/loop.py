@@ -78,7 +78,8 @@ class Worker:
         self.cfg, self.plan = cfg, plan
         self.task = task_for(spec, label_smoothing=cfg.train.label_smoothing)
         # Each rank runs its share of an evaluation batch: a language model's, one micro batch.
-        self.eval_rows = cfg.batch.micro_batch_per_worker * self.world if spec.vocab_size else EVAL_ROWS
+        self.eval_rows = (cfg.batch.micro_batch_per_worker * self.world if spec.task == "language_modeling"
+                          else EVAL_ROWS)
         self.channel = channel
         self.rows_out = channel if self.rank == 0 else NullChannel()  # rank 0's rows speak for all
         self.artifacts = artifacts
@@ -136,7 +137,8 @@ class Worker:
                "lr": self.engine.lr_scheduler.lr_of_step(step), **self.meter.reduce(world=self.world)}
         row.update(self.task.window_metrics(row))
         if self.l1_weights:
-            row["l1_term"] = self.cfg.train.l1 * l1_penalty(self.l1_weights).item()
+            with torch.no_grad():
+                row["l1_term"] = self.cfg.train.l1 * l1_penalty(self.l1_weights).item()
         stop = False
         if report or checkpoint:
             average_buffers(self.engine.module, world=self.world)
@@ -145,7 +147,7 @@ class Worker:
             if checkpoint and self.stopper and plan.has_val:
                 stop = all_agree_to_stop(self.stopper.update(row[self.stopper.metric], step=step), device=self.device)
                 self.stopper.stopped = stop
-            if step == plan.total_steps and not stop:
+            if step == plan.total_steps and not self.stopper:
                 row["done"] = True
                 if plan.has_test:
                     row.update(self._evaluate("test", with_details=True))
@@ -153,8 +155,8 @@ class Worker:
             state = self.stopper.state() if self.stopper else {}
             with saved_checkpoint(self.engine, step=step, rank=self.rank, state=state,
                                   artifacts=self.artifacts) as saved:
-                if stop:
-                    row.update(self._finish_early(step))
+                if self.stopper and (stop or step == plan.total_steps):
+                    row.update(self._finish_with_best(step, stopped=stop))
                 self._send(row)
                 report_checkpoint({**row, "rows": list(self.rows)}, saved, step=step)
             self.rows = []
@@ -174,17 +176,17 @@ class Worker:
         self.rows.append(row)
         self.rows_out.send_rows([row])
 
-    def _finish_early(self, step: int) -> dict:
-        """The stopping row's ending: the best checkpoint's weights loaded (its test metrics are the
-        run's), and what was decided."""
+    def _finish_with_best(self, step: int, *, stopped: bool) -> dict:
+        """The last row's ending under early stopping (stopped, or at the last step): the best
+        checkpoint's weights loaded, its score measured again, its test metrics the run's."""
         best = self.stopper.best_step
         if best != step:
             filesystem, run_dir = self.checkpoints
             load_weights(self.engine, ray.train.Checkpoint(f"{run_dir}/{checkpoint_dir_name(best)}",
                                                            filesystem=filesystem))
         metric = self.stopper.metric  # measured again on the loaded weights: the best checkpoint's own score
-        ending = {"done": True, "stopped_early": True, "best_step": best,
-                  f"best_{metric}": self._evaluate("val")[metric]}
+        ending = {"done": True, "best_step": best, f"best_{metric}": self._evaluate("val")[metric],
+                  **({"stopped_early": True} if stopped else {})}
         if self.plan.has_test:
             ending.update(self._evaluate("test", with_details=True))
         return ending

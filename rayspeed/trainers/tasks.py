@@ -90,8 +90,8 @@ class Classification(RowTask):
 
 
 def macro_f1(confusion: list[list[int]]) -> float:
-    """The mean over classes of F1 (2 x true positives / (predicted + actual)); a class never predicted
-    nor present counts 0, as scikit-learn's f1_score(average="macro") does."""
+    """The mean over every class of F1 (2 x true positives / (predicted + actual)); a class never
+    predicted nor present counts 0 (scikit-learn's f1_score(average="macro", labels=all classes))."""
     classes = len(confusion)
     scores = []
     for c in range(classes):

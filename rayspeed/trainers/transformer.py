@@ -61,18 +61,18 @@ class Trunk(nn.Module):
         return self.norm(x)
 
 
-class DecoderLM(nn.Module):
-    """Token ids (batch, length <= context) -> next-token logits (batch, length, vocab_size)."""
+class DecoderLM(Trunk):
+    """Token ids (batch, length <= context) -> next-token logits (batch, length, vocab_size). A Trunk
+    itself, so its parameter names (and older checkpoints) stay those of the decoder alone."""
 
     def __init__(self, args: TransformerArgs, *, vocab_size: int, context: int):
-        super().__init__()
-        self.trunk = Trunk(args, vocab_size=vocab_size, context=context)
+        super().__init__(args, vocab_size=vocab_size, context=context)
         self.head = nn.Linear(args.dim, vocab_size, bias=False)
-        self.head.weight = self.trunk.tokens.weight
+        self.head.weight = self.tokens.weight
         _init_gpt2(self, layers=args.layers)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(ids))
+        return self.head(super().forward(ids))
 
 
 class EncoderClassifier(nn.Module):
