@@ -130,12 +130,13 @@ def test_classified_documents_are_one_padded_row_each_without_their_headers(tmp_
         for i in range(count):
             (tmp_path / "mail" / label / f"{i}.eml").write_text(
                 f"From: someone\r\nSubject: {label} {i}\r\n\r\n{label} body {i}\n", encoding="utf-8")
+    (tmp_path / "mail" / "ham" / "headers-only.eml").write_text("From: someone\n\n", encoding="utf-8")
     data = DataConfig(source=str(tmp_path / "mail"), format="text", task="classification",
                       text={"block_size": 16, "strip_headers": True})
     prepared = build_datasets(data, seed=0)
     spec = prepared.input_spec
     assert spec.classes == ["ham", "spam"] and spec.feature_shape == [16] and spec.pad_id == 256
-    assert sum(prepared.split_rows.values()) == 40
+    assert sum(prepared.split_rows.values()) == 40 and prepared.dropped == {"empty documents": 1}
     tokenizer = Tokenizer(prepared.preprocessing.text)
     for dataset in prepared.datasets.values():
         batch = dataset.take_batch(100)

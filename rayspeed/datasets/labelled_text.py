@@ -16,19 +16,23 @@ SPLIT_LABEL = "_split_label"  # "<split>:<class>" of usable rows, counted in one
 
 def tag_documents(batch: dict, *, transform: TextTransform, split: SplitFractions, seed: int) -> dict:
     """Each file as one row: int32 `tokens` (block_size), `label` (its class folder), `_hash`, the split
-    flags and `_split_label`; a file that is not UTF-8 is flagged `_bad` and named in `_bad_value`."""
+    flags and `_split_label`; a file that is not UTF-8 is flagged `_bad` and named in `_bad_value`; a
+    document without a token (an email of headers only, under `strip_headers`) is flagged `_empty`
+    and used nowhere."""
     texts, problems = decode_utf8(batch)
     rows = np.full((len(texts), transform.block_size), transform.pad_id, dtype=np.int32)
-    for row, ids in zip(rows, Tokenizer(transform).encode([text or "" for text in texts]), strict=True):
+    empty = np.zeros(len(texts), dtype=bool)
+    for index, ids in enumerate(Tokenizer(transform).encode([text or "" for text in texts])):
         kept = ids[:transform.block_size]
-        row[:len(kept)] = kept
-    usable = np.asarray([problem is None for problem in problems], dtype=bool)
+        rows[index, :len(kept)] = kept
+        empty[index] = problems[index] is None and not len(kept)
+    usable = np.asarray([problem is None for problem in problems], dtype=bool) & ~empty
     labels = np.asarray([str(label) for label in batch[LABEL]], dtype=object)
     tags = split_tags(content_digests([row.tobytes() for row in rows], seed=seed), split, usable=usable)
     names = {code: name for name, code in SPLIT_CODES.items()}
     split_label = [f"{names[code]}:{label}" if ok else None for code, label, ok in zip(tags["_split"], labels, usable,
                                                                                          strict=True)]
-    return {TOKENS: rows, LABEL: labels, "_bad": (~usable).astype(np.int8),
+    return {TOKENS: rows, LABEL: labels, "_bad": (~usable & ~empty).astype(np.int8), "_empty": empty.astype(np.int8),
             "_bad_value": np.asarray(problems, dtype=object), SPLIT_LABEL: np.asarray(split_label, dtype=object),
             **tags}
 

@@ -53,9 +53,10 @@ def build_text_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | 
             baselines = unigram_perplexity(counted["train_tokens"], counted["val_tokens"])
         datasets = encode_splits(tagged, document_rows if classify else block_rows, preprocessing=preprocessing,
                                  data=data, seed=seed, batch_format="numpy")
+    dropped = {"empty documents": counted["_empty"]} if classify else {}
     return PreparedData(datasets=datasets, preprocessing=preprocessing, input_spec=InputSpec.of(preprocessing),
-                        rows_read=sum(split_rows.values()), dropped={}, missing_values={}, split_rows=split_rows,
-                        baselines=baselines)
+                        rows_read=sum(split_rows.values()) + sum(dropped.values()), dropped=dropped,
+                        missing_values={}, split_rows=split_rows, baselines=baselines)
 
 
 def _classes_of(counts: dict[str, dict[str, int]], transform: TextTransform) -> Preprocessing:
@@ -71,11 +72,11 @@ def _count(tagged: ray.data.Dataset, *, vocab_size: int, classify: bool) -> dict
     aggregations = [Sum("_bad", alias_name="_bad"), Min("_bad_value", alias_name="bad_value"),
                     *(Sum(flag, alias_name=flag) for flag in SPLIT_FLAGS.values())]
     if classify:
-        aggregations.append(ValueCounter(SPLIT_LABEL, alias_name=SPLIT_LABEL))
+        aggregations += [ValueCounter(SPLIT_LABEL, alias_name=SPLIT_LABEL), Sum("_empty", alias_name="_empty")]
     else:
         aggregations += [TokenCounts(split, vocab_size=vocab_size) for split in ("train", "val")]
     found = aggregate_streaming(tagged, aggregations)
-    counted = ("_bad", *SPLIT_FLAGS.values())
+    counted = ("_bad", "_empty", *SPLIT_FLAGS.values())
     return {name: int(value or 0) if name in counted else value for name, value in found.items()}
 
 
