@@ -22,7 +22,7 @@ def rayspeed(*args: str) -> subprocess.CompletedProcess:
         ({"trainn": {"lr": 1e-3}}, "trainn: unknown section; did you mean 'train'?"),
         ({"train": {"lr": -0.1}}, "train.lr: Input should be greater than 0"),
         ({"data": {"source": "/nowhere/data.parquet"}}, "data.source: no such file or directory"),
-        ({"model": {"name": "resnet"}}, "model.name: Input should be 'mlp', 'cnn' or 'transformer'"),
+        ({"model": {"name": "resnet"}}, "model.name: Input should be 'mlp', 'cnn', 'rnn' or 'transformer'"),
         ({"model": {"name": "mlp", "args": {"hidden": [3]}}}, "model.args.hidden: unknown key; did you mean"),
         ({"train": {"precision": "bf16"}}, "train.precision: bf16 runs on GPU workers only"),
         ({"model": {"name": None, "factory": "absent_module:build"}}, "model.factory: cannot import 'absent_module'"),

@@ -62,7 +62,7 @@ def test_micro_batch_alone_means_no_accumulation(tmp_path):
         ("trian.lr=0.1", "trian: unknown section; did you mean 'train'?"),
         ("train.lr=-1", "train.lr: Input should be greater than 0"),
         ("model.name=resnet",
-         "model.name: Input should be 'mlp', 'cnn' or 'transformer' (or set model.factory) (got 'resnet')"),
+         "model.name: Input should be 'mlp', 'cnn', 'rnn' or 'transformer' (or set model.factory) (got 'resnet')"),
         ("train.zero_stage=4", "train.zero_stage: Input should be 0, 1, 2 or 3"),
         ("data.source=/no/such/file.txt", "cannot infer the format of '/no/such/file.txt'"),
         ("train.precision=fp16", "train.precision: fp16 runs on GPU workers only"),

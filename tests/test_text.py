@@ -121,7 +121,8 @@ def test_a_small_gpt_under_zero3_beats_the_unigram_baseline(tmp_path, corpus, ra
     assert 15 < baseline < 60  # bytes of Python source
     assert summary.final["val_perplexity"] < 0.6 * baseline, (summary.final, baseline)
     saved = json.loads((max(directory.glob("step_*")) / "preprocessing.json").read_text())
-    assert saved["text"] == {"tokenizer": "bytes", "block_size": 32, "vocab_size": 257, "tokenizer_json": None}
+    assert saved["text"] == {"tokenizer": "bytes", "block_size": 32, "vocab_size": 257, "tokenizer_json": None,
+                             "strip_headers": False}
 
 
 def test_classified_documents_are_one_padded_row_each_without_their_headers(tmp_path, ray_session):
