@@ -18,7 +18,8 @@ from rayspeed.datasets.preprocessing import InputSpec
 from rayspeed.runs.layout import checkpoint_dir_name
 from rayspeed.trainers.early_stopping import EarlyStopper
 from rayspeed.trainers.models import build_model
-from rayspeed.trainers.regularization import l1_penalty, penalized_weights
+from rayspeed.trainers.regularization import penalized_weights, training_objective
+from rayspeed.trainers.tasks import task_for
 
 STEPS, ROWS = 25, 16
 TOKENS = dict(features=[], feature_shape=[12], feature_dtype="int32", classes=[0, 1], vocab_size=10, pad_id=9)
@@ -127,17 +128,22 @@ def test_every_builtin_model_learns_on_two_gpus_in_bf16(ray_session, tmp_path):
     train_every_model(tmp_path, use_gpu=True)
 
 
-def test_the_l1_term_is_lambda_times_the_sum_of_absolute_weights():
+def test_the_l1_term_changes_the_loss_by_lambda_times_the_sum_of_absolute_weights():
     torch.manual_seed(0)
-    spec, model_config = CASES["mlp"][1], CASES["mlp"][0]
-    model = build_model(TypeAdapter(ModelConfig).validate_python(model_config), spec)
+    model_config, spec, rows = CASES["mlp"]
+    model = build_model(TypeAdapter(ModelConfig).validate_python(model_config), spec).eval()
+    batch = {key: torch.as_tensor(value) for key, value in rows(np.random.default_rng(0)).items()}
+    task = task_for(spec)
+    loss = task.loss(model(*task.inputs(batch, dtype=torch.float32)), batch)
     weights = penalized_weights(model)
     assert [w.shape for w in weights] == [(32, 8), (3, 32)]  # matrices only: no biases
-    expected = sum(w.abs().sum().item() for w in (model[0].weight, model[3].weight))
-    assert 0.01 * l1_penalty(weights).item() == pytest.approx(0.01 * expected, rel=1e-6)
-    # The penalty's gradient is lambda x sign(w): what the loss gains per unit of |w|.
-    (0.01 * l1_penalty(weights)).backward()
-    assert torch.equal(model[0].weight.grad, 0.01 * model[0].weight.sign())
+    absolute = sum(w.abs().sum().item() for w in (model[0].weight, model[3].weight))
+    assert training_objective(loss, l1=0.0, weights=weights) is loss
+    penalized = training_objective(loss, l1=0.01, weights=weights)
+    assert penalized.item() - loss.item() == pytest.approx(0.01 * absolute, rel=1e-5)
+    # Its gradient adds lambda x sign(w) to each weight's.
+    plain = torch.autograd.grad(loss, model[0].weight, retain_graph=True)[0]
+    assert torch.allclose(torch.autograd.grad(penalized, model[0].weight)[0], plain + 0.01 * model[0].weight.sign())
 
 
 def test_early_stopping_counts_checkpoints_without_an_improvement_beyond_min_delta():

@@ -23,7 +23,7 @@ from rayspeed.trainers.meter import WindowMeter
 from rayspeed.trainers.models import build_model
 from rayspeed.trainers.plan import LoopPlan
 from rayspeed.trainers.recorder import NullChannel
-from rayspeed.trainers.regularization import l1_penalty, penalized_weights
+from rayspeed.trainers.regularization import l1_penalty, penalized_weights, training_objective
 from rayspeed.trainers.tasks import task_for
 
 
@@ -114,8 +114,8 @@ class Worker:
     def train_micro_step(self, batch: dict, *, wait_s: float) -> None:
         outputs = self.engine(*self.task.inputs(batch, dtype=self.dtype))
         loss = self.task.loss(outputs, batch)  # the data term, which train_loss reports
-        objective = loss + self.cfg.train.l1 * l1_penalty(self.l1_weights) if self.l1_weights else loss
-        self.engine.backward(objective)  # DeepSpeed divides by the accumulation steps
+        # DeepSpeed divides by the accumulation steps.
+        self.engine.backward(training_objective(loss, l1=self.cfg.train.l1, weights=self.l1_weights))
         self.engine.step()  # steps the optimizer and the lr schedule only at accumulation boundaries
         self.meter.add_micro(loss, rows=len(batch["row_hash"]), wait_s=wait_s)
 

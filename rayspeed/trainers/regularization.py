@@ -10,6 +10,11 @@ def penalized_weights(module: nn.Module) -> list[nn.Parameter]:
     return [parameter for parameter in module.parameters() if parameter.requires_grad and parameter.dim() >= 2]
 
 
+def training_objective(loss: torch.Tensor, *, l1: float, weights: list[nn.Parameter]) -> torch.Tensor:
+    """What is minimized: the task's loss plus, with `l1`, l1 x sum |w| over `weights`."""
+    return loss + l1 * l1_penalty(weights) if l1 else loss
+
+
 def l1_penalty(weights: list[nn.Parameter]) -> torch.Tensor:
     """sum |w| over `weights`, in fp32 whatever the training precision."""
     return torch.stack([weight.abs().sum(dtype=torch.float32) for weight in weights]).sum()
