@@ -43,6 +43,16 @@ def experiment(tmp_path: Path, **sections) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def own_wandb_service():
+    """A `rayspeed` command a test starts gets its own W&B service. W&B tells child processes where
+    this process's service listens (WANDB_SERVICE) once an in-process run used it; a SIGKILLed child's
+    run would then stay registered there, and its resume fail with "run ID ... is in use"."""
+    os.environ.pop("WANDB_SERVICE", None)
+    yield
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """A real local Ray head with 6 logical CPUs: 2 training workers and Ray Data, or two 1-worker

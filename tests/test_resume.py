@@ -49,8 +49,8 @@ def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 300) -> N
 
 
 def fingerprint(directory: Path) -> dict:
-    """Every file but W&B's: a SIGKILLed driver's W&B service lives on and may flush its output.log
-    seconds later (seen under load), while a refused command starts no W&B at all."""
+    """Every file but W&B's: a SIGKILLed driver's W&B service (a child of it) may outlive it and flush
+    its output.log seconds later, while a refused command starts no W&B at all."""
     return {str(p.relative_to(directory)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
             for p in sorted(directory.rglob("*")) if p.is_file() and "wandb" not in p.relative_to(directory).parts}
 
