@@ -2,7 +2,7 @@
 
 import pytest
 
-from rayspeed.cluster.local import check_capacity, connect, local_cpus
+from rayspeed.cluster.connection import check_capacity, connect, local_cpus
 from rayspeed.config.scaling import ScalingConfig
 from rayspeed.errors import ClusterError
 

@@ -40,11 +40,12 @@ def preflight(cfg: ExperimentConfig, *, working_dir: str) -> Preflight:
     code_dir = None
     if isinstance(cfg.model, FactoryModel):
         code_dir = _check_factory(cfg.model.factory, cfg.model.args, working_dir=working_dir)
-    inside = [_relative(path, code_dir) for path in (cfg.data.source, cfg.run.storage_path)] if code_dir else []
+    inside = [path_inside(path, code_dir) for path in (cfg.data.source, cfg.run.storage_path)] if code_dir else []
     return Preflight(cfg=cfg, code_dir=code_dir, code_excludes=[path for path in inside if path])
 
 
-def _relative(path: str, directory: str) -> str | None:
+def path_inside(path: str, directory: str) -> str | None:
+    """`path` as an upload exclude of `directory` ("/runs") when it lies inside it, else None."""
     absolute = os.path.abspath(os.path.expanduser(path))
     if has_uri_scheme(path) or os.path.commonpath([absolute, directory]) != directory or absolute == directory:
         return None

@@ -7,6 +7,7 @@ only its own section. `train`, every Tune trial and every submitted job call it.
 
 import contextlib
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,19 +88,51 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks, gate)
     recorder.start()
     try:
-        result = trainer.fit()
-    except ray.train.TrainingFailedError as error:
-        print(f"[rayspeed] training failed: {error}", flush=True)  # the whole story, to the run log
-        raise TrainingFailed(
-            f"training failed after run.max_failures ({cfg.run.max_failures}) restarts: {_cause(error)}\n"
-            "The run keeps its checkpoints; continue it with --resume"
-        ) from error
-    finally:
-        recorder.stop()
-        sink.finish()
+        result = _run(trainer, max_failures=cfg.run.max_failures)
+    except BaseException:
+        _close_quietly(recorder.stop, sink.finish)  # SIGTERM also ends W&B's service: no error may hide why
+        raise
+    recorder.stop()
+    sink.finish()
     best, best_metrics = _best_checkpoint(cfg, result, storage)
     return summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
                      baselines=prepared.baselines)
+
+
+def _run(trainer, *, max_failures: int):
+    """`trainer.fit()` in a thread while this one waits in Python: inside Ray's blocking get a signal
+    handler (SIGTERM from `rayspeed jobs stop`) would not run before training ends."""
+    outcome: dict = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as error:  # re-raised below, in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=fit, name="rayspeed-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=0.5)
+    error = outcome.get("error")
+    if isinstance(error, ray.train.TrainingFailedError):
+        print(f"[rayspeed] training failed: {error}", flush=True)  # the whole story, to the run log
+        raise TrainingFailed(
+            f"training failed after run.max_failures ({max_failures}) restarts: {_cause(error)}\n"
+            "The run keeps its checkpoints; continue it with --resume"
+        ) from error
+    if error is not None:
+        raise error
+    return outcome["result"]
+
+
+def _close_quietly(*closers) -> None:
+    """Stops the recorder and W&B while another error propagates; theirs go to the run log."""
+    for close in closers:
+        try:
+            close()
+        except Exception as error:
+            print(f"[rayspeed] while stopping: {error}", flush=True)
 
 
 def _cause(error: Exception) -> str:

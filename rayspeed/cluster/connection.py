@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import ray
 
+from rayspeed.cluster.shared_storage import check_storage_is_shared
 from rayspeed.config.scaling import ScalingConfig
 from rayspeed.errors import ClusterError
 
@@ -24,6 +25,11 @@ CONTROLLER_POLL_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
 # storage credentials for checkpoints. W&B runs in the driver only, so its key is never forwarded.
 FORWARDED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
                  "AWS_ENDPOINT_URL")
+# CPUs a submitted job's driver holds (`rayspeed submit` sets it): the workers cannot use them.
+DRIVER_CPUS_ENV = "RAYSPEED_DRIVER_CPUS"
+# Set by Ray Jobs in a submitted job's driver: the job's runtime_env already ships the code, and
+# Ray refuses a driver's runtime_env that repeats its fields.
+INSIDE_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
 # Never uploaded with a code directory: version control, caches, environments, run output.
@@ -33,7 +39,7 @@ CODE_EXCLUDES = [".git", "__pycache__", "*.pyc", "wandb", ".venv", "venv", "*.eg
 @contextlib.contextmanager
 def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, str],
             code_dir: str | None = None, code_excludes: Sequence[str] = (),
-            embedded_cpus: int | None = None) -> Iterator[str]:
+            embedded_cpus: int | None = None, storage_path: str | None = None) -> Iterator[str]:
     """Ray for the duration of the block; yields a description of the cluster.
 
     Args:
@@ -45,10 +51,12 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
         code_excludes: paths in `code_dir` not to upload (gitignore syntax), e.g. its data.
         embedded_cpus: logical CPUs of an embedded Ray, when one run's share is not the measure
             (a sweep: its concurrent trials); default `local_cpus(scaling)`.
+        storage_path: run storage every node of a cluster must see (checked when joining one).
     """
     for key, value in CONTROLLER_POLL_ENV.items():
         os.environ.setdefault(key, value)
-    runtime_env = job_runtime_env(env, code_dir=code_dir, excludes=code_excludes) if address or code_dir else None
+    shipping = (address or code_dir) and INSIDE_JOB_ENV not in env
+    runtime_env = job_runtime_env(env, code_dir=code_dir, excludes=code_excludes) if shipping else None
     if address:
         _check_reachable(address)
         try:
@@ -64,10 +72,13 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
                  num_gpus=None if scaling.use_gpu else 0, include_dashboard=True, log_to_driver=True,
                  runtime_env=runtime_env)
         where = "embedded local Ray"
+    shipped = f", shipping {code_dir} to its workers" if runtime_env and "working_dir" in runtime_env else ""
     try:
         check_capacity(scaling, ray.cluster_resources(), [n["Resources"] for n in ray.nodes() if n["Alive"]],
-                       where=where)
-        yield where
+                       where=where, driver_cpus=float(env.get(DRIVER_CPUS_ENV, 0)))
+        if address and storage_path:
+            check_storage_is_shared(storage_path)
+        yield where + shipped
     finally:
         ray.shutdown()
 
@@ -93,14 +104,16 @@ def local_cpus(scaling: ScalingConfig) -> int:
 
 
 def check_capacity(scaling: ScalingConfig, total: Mapping[str, float], nodes: list[Mapping[str, float]],
-                   *, where: str) -> None:
-    """Raises ClusterError when the cluster can never run the workers and still feed them data."""
-    needed_cpus = scaling.training_cpus + scaling.data_cpus
+                   *, where: str, driver_cpus: float = 0) -> None:
+    """Raises ClusterError when the cluster can never run the workers and still feed them data
+    (next to a submitted job's driver, which holds `driver_cpus`)."""
+    needed_cpus = scaling.training_cpus + scaling.data_cpus + driver_cpus
     have_cpus = total.get("CPU", 0)
     if needed_cpus > have_cpus:
+        driver = f" + {driver_cpus:g} CPU for the job's driver" if driver_cpus else ""
         raise ClusterError(
             f"scaling needs {scaling.num_workers} workers x {scaling.cpus_per_worker:g} CPU + "
-            f"{scaling.data_cpus:g} CPU for Ray Data = {needed_cpus:g} CPUs, but the {where} has "
+            f"{scaling.data_cpus:g} CPU for Ray Data{driver} = {needed_cpus:g} CPUs, but the {where} has "
             f"{have_cpus:g}. Lower scaling.num_workers or scaling.cpus_per_worker, or add nodes "
             "(without spare CPUs Ray Data's tasks never run and training hangs)"
         )

@@ -1,0 +1,91 @@
+"""What a submitted experiment asks of Ray Jobs: the entrypoint (`rayspeed train|tune` on the
+cluster), the runtime_env that ships the user's working directory and this rayspeed, the
+environment the job needs, where its driver runs, and metadata that finds it again.
+
+The experiment is validated here, at the edge, but its local paths are not checked: they are the
+cluster's. What would be lost on the cluster is refused now: a config outside the shipped working
+directory, and run storage inside the job's temporary copy of it.
+"""
+
+import os
+import shlex
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import rayspeed
+from rayspeed.cluster.connection import CODE_EXCLUDES, DRIVER_CPUS_ENV, FORWARDED_ENV
+from rayspeed.config.data import has_uri_scheme
+from rayspeed.config.preflight import path_inside
+from rayspeed.config.run import RunConfig
+from rayspeed.errors import ConfigError
+
+# W&B settings the job's driver needs; the key itself is passed separately (`wandb_key`).
+WANDB_SETTINGS_ENV = ("WANDB_BASE_URL", "WANDB_ENTITY", "WANDB_MODE")
+# Ray's own resource on the head node: the driver (and the Train controller pinned next to it) stays
+# on the node that lives as long as the cluster, not on a worker that may be preempted.
+HEAD_NODE_RESOURCE = "node:__internal_head__"
+# Seconds Ray Jobs waits after SIGTERM before it SIGKILLs a stopped job's driver (Ray's default, 3,
+# is too short to close the run's W&B and log); read by the job's supervisor from the job's env.
+STOP_GRACE_ENV = {"RAY_JOB_STOP_WAIT_TIME_S": "15"}
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Keyword arguments of `JobSubmissionClient.submit_job`."""
+
+    entrypoint: str
+    runtime_env: dict
+    metadata: dict[str, str]
+    submission_id: str
+    entrypoint_num_cpus: float
+    entrypoint_resources: dict[str, float] | None
+
+    def describe(self) -> str:
+        """The request without its environment values (secrets)."""
+        shipped = ", ".join(sorted(self.runtime_env.get("env_vars", {}))) or "none"
+        return (f"entrypoint `{self.entrypoint}`, working dir {self.runtime_env['working_dir']}, "
+                f"environment variables passed: {shipped}")
+
+
+def job_request(run: RunConfig, *, verb: str, config_file: str, overrides: Sequence[str], working_dir: str,
+                flags: Sequence[str], env: Mapping[str, str], wandb_key: str | None, driver_cpus: float,
+                driver_on_head: bool) -> JobRequest:
+    """Builds the submission of `rayspeed <verb> config_file overrides flags` from `working_dir`.
+
+    Args:
+        run: the validated run section (its name and storage).
+        flags: options of the verb on the cluster, e.g. ["--resume"].
+        env: the submitting shell's environment: object-storage credentials and W&B settings go along.
+        wandb_key: the W&B API key for the job's driver, or None to rely on the cluster's own.
+
+    Raises:
+        ConfigError: the config is outside `working_dir`, or the run storage would not outlive the job.
+    """
+    working_dir = os.path.abspath(working_dir)
+    config_path = os.path.abspath(config_file)
+    if os.path.commonpath([config_path, working_dir]) != working_dir:
+        raise ConfigError(f"{config_file}: the experiment file must be inside the working directory that is "
+                          f"shipped to the cluster ({working_dir}); run `rayspeed submit` from its project directory")
+    storage = run.storage_path
+    if not has_uri_scheme(storage) and not os.path.isabs(os.path.expanduser(storage)):
+        raise ConfigError(f"run.storage_path: {storage!r} is relative: on the cluster it would land in the job's "
+                          "temporary copy of the working directory and be lost. Use object storage "
+                          "(s3://bucket/runs) or an absolute path every node shares")
+    env_vars = {**STOP_GRACE_ENV, **{key: env[key] for key in (*FORWARDED_ENV, *WANDB_SETTINGS_ENV) if key in env}}
+    if wandb_key:
+        env_vars["WANDB_API_KEY"] = wandb_key
+    env_vars[DRIVER_CPUS_ENV] = f"{driver_cpus:g}"
+    command = [verb, os.path.relpath(config_path, working_dir), *overrides, *flags]
+    excludes = [*CODE_EXCLUDES, *filter(None, [path_inside(storage, working_dir)])]
+    return JobRequest(
+        entrypoint=f"python -m rayspeed {shlex.join(command)}",
+        runtime_env={"working_dir": working_dir, "py_modules": [os.path.dirname(rayspeed.__file__)],
+                     "excludes": excludes, "env_vars": env_vars},
+        metadata={"rayspeed_verb": verb, "rayspeed_run": run.name, "rayspeed_config": command[1],
+                  "rayspeed_storage": storage},
+        submission_id=f"rayspeed-{run.name}-{uuid.uuid4().hex[:8]}",
+        entrypoint_num_cpus=driver_cpus,
+        entrypoint_resources={HEAD_NODE_RESOURCE: 0.001} if driver_on_head else None,
+    )
+

@@ -1,0 +1,171 @@
+"""A real local multi-node cluster (`rayspeed cluster up`: `ray start` head + 2 worker nodes, token
+auth on) and experiments submitted to it as Ray Jobs through the real `rayspeed` command.
+
+The tests share one cluster and run in order: status, a submitted run stopped and resumed, errors,
+and last `cluster down`, which must leave no process of the cluster behind.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rayspeed.cluster.local_cluster import processes_of, read_state
+
+pytestmark = pytest.mark.ray
+
+SECRET = f"wandb-secret-{uuid.uuid4().hex}"
+MODEL = """
+import time
+
+from torch import nn
+
+
+class Slow(nn.Sequential):
+    \"\"\"Sleeps in training so that a stop lands mid-run.\"\"\"
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(0.1)
+        return super().forward(x)
+
+
+def build(*, num_features, num_classes, hidden):
+    return Slow(nn.Linear(num_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """`rayspeed cluster up` with its own state directory and auth token file; `down` at the end."""
+    home = tmp_path_factory.mktemp("rayspeed_home")
+    token = home / "ray_token"
+    token.write_text(uuid.uuid4().hex)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "RAY_ADDRESS", "WANDB_SERVICE", "RAY_AUTH_TOKEN")}
+    env.update(RAYSPEED_HOME=str(home), RAY_AUTH_TOKEN_PATH=str(token), RAY_AUTH_MODE="token",
+               WANDB_API_KEY=SECRET)
+    up = rayspeed("cluster", "up", "--workers", "2", "--cpus-per-node", "2", "--object-store-mib", "200",
+                  env=env, timeout=240)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"token authentication: on (token from RAY_AUTH_TOKEN_PATH ({token}))" in up.stdout
+    yield env
+    rayspeed("cluster", "down", env=env)
+
+
+def rayspeed(*args: str, env: dict, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rayspeed", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_status_shows_the_head_and_two_worker_nodes(cluster):
+    result = rayspeed("cluster", "status", env=cluster)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "3 nodes alive" in lines[0]
+    assert sum(line.strip().startswith("head") for line in lines) == 1
+    assert sum(line.strip().startswith("worker") and "2 CPU" in line for line in lines) == 2
+
+
+def test_submitted_run_with_a_user_model_stops_and_resumes(cluster, tmp_path):
+    project, runs = tmp_path / "project", tmp_path / "runs"
+    project.mkdir()
+    (project / "tiny_net.py").write_text(MODEL)  # importable only from the shipped working dir
+    (project / "digits.yaml").write_text(yaml.safe_dump({
+        "data": {"source": "digits"},
+        "model": {"factory": "tiny_net:build", "args": {"hidden": 32}},
+        "train": {"epochs": 3, "global_batch": 64, "micro_batch_per_worker": 16, "lr": 3e-3},
+        "scaling": {"num_workers": 2},
+        "checkpoint": {"every_n_steps": 10, "keep": 2, "score_metric": "val_accuracy", "score_mode": "max"},
+        "tracking": {"mode": "offline", "log_every_n_steps": 5},
+        "run": {"name": "submitted", "storage_path": str(runs)},
+    }))
+    directory = runs / "submitted"
+
+    first = rayspeed("submit", "digits.yaml", env=cluster, cwd=project)
+    assert first.returncode == 0, first.stderr
+    job = first.stdout.split("submitted job ")[1].split()[0]
+    wait_for(directory / "checkpoint_manager_snapshot.json")
+    stop = rayspeed("jobs", "stop", job, env=cluster)
+    assert stop.returncode == 0 and f"job {job} STOPPED" in stop.stdout, stop.stdout + stop.stderr
+    stopped_at = max(int(p.name.removeprefix("step_")) for p in directory.glob("step_*"))
+    assert stopped_at < 3 * 22
+    assert {"train_state.json", "deepspeed"} <= {p.name for p in (directory / f"step_{stopped_at:08d}").iterdir()}
+    assert "stopped by SIGTERM" in rayspeed("jobs", "logs", job, env=cluster).stdout
+
+    resumed = rayspeed("submit", "digits.yaml", "--resume", "--follow", env=cluster, cwd=project, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"all 2 ranks continued after the checkpoint of step {stopped_at}" in resumed.stdout
+    assert "SUCCEEDED" in resumed.stdout.splitlines()[-1]
+    rows = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 3 * 22 and rows[-1]["val_accuracy"] > 0.5
+    assert (directory / "step_00000066").is_dir()
+
+    job = resumed.stdout.split("submitted job ")[1].split()[0]
+    logs = rayspeed("jobs", "logs", job, env=cluster).stdout
+    assert "step 66/66" in logs and "[rayspeed] best checkpoint:" in logs
+    listed = rayspeed("jobs", "list", env=cluster).stdout
+    assert f"{job}" in listed and "SUCCEEDED" in listed and "train submitted" in listed
+    status = rayspeed("jobs", "status", job, env=cluster).stdout
+    assert "SUCCEEDED" in status and "python -m rayspeed train digits.yaml --resume" in status
+
+    # The W&B key went to the job's environment only (documented: Ray shows env_vars to dashboard users).
+    for text in (first.stdout, resumed.stdout, logs, listed, status,
+                 *(p.read_text(errors="ignore") for p in directory.rglob("*") if p.is_file())):
+        assert SECRET not in text
+
+
+def test_bad_address_unreachable_cluster_and_wrong_token_fail_within_seconds(cluster):
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    cases = [({"--address": "nonsense::"}, {}, "expected the cluster's dashboard as http://HOST:PORT"),
+             ({"--address": unreachable}, {}, f"cannot reach the Ray dashboard at {unreachable}"),
+             ({}, {"RAY_AUTH_TOKEN": "wrong"}, "refused the auth token from RAY_AUTH_TOKEN")]
+    for options, extra_env, message in cases:
+        started = time.monotonic()
+        result = rayspeed("jobs", "list", *(part for item in options.items() for part in item),
+                          env={**cluster, **extra_env})
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        assert time.monotonic() - started < 15
+
+
+def test_cluster_down_leaves_no_ray_process(cluster):
+    state = read_state(cluster)
+    assert state is not None and processes_of(state.cluster_id)
+    down = rayspeed("cluster", "down", env=cluster)
+    assert down.returncode == 0 and "local cluster down" in down.stdout, down.stderr
+    assert processes_of(state.cluster_id) == []
+    gcs_port = state.gcs_address.rsplit(":", 1)[1]
+    assert not [p for p in psutil_processes() if gcs_port in " ".join(p)]
+    assert read_state(cluster) is None
+    assert "no Ray cluster to talk to" in rayspeed("jobs", "list", env=cluster).stderr
+
+
+def wait_for(path: Path, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def psutil_processes() -> list[list[str]]:
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        found.append(process.info["cmdline"] or [])
+    return found
