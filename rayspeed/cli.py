@@ -12,10 +12,12 @@ import yaml
 from rayspeed.config import ExperimentConfig, load_config
 from rayspeed.config.preflight import importable_from, preflight
 from rayspeed.config.redact import redact
-from rayspeed.errors import ClusterError, ConfigError, DataError, RayspeedError, RunStopped, TrainingFailed
+from rayspeed.errors import ClusterError, ConfigError, DataError, RayspeedError, TrainingFailed
 
 USER_ERROR_EXIT = 2
 STOPPED_EXIT = 128 + signal.SIGTERM
+INTERRUPTED_EXIT = 128 + signal.SIGINT
+_stopping: list[int] = []  # the SIGTERM the handler turned into a KeyboardInterrupt
 # What trials (Ray actors, possibly on other machines) need to reach W&B online.
 WANDB_ENV = ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_ENTITY")
 
@@ -24,9 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
         return args.command(args)
-    except RunStopped as error:
-        print(f"rayspeed: {error}", file=sys.stderr)
-        return STOPPED_EXIT
+    except KeyboardInterrupt:
+        how = "stopped by SIGTERM" if _stopping else "interrupted"
+        print(f"rayspeed: {how}; a run keeps its checkpoints: continue it with --resume", file=sys.stderr)
+        return STOPPED_EXIT if _stopping else INTERRUPTED_EXIT
     except TrainingFailed as error:
         print(f"rayspeed: {error}", file=sys.stderr)
         return 1
@@ -36,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stop(signum, frame) -> None:
-    """SIGTERM unwinds like an error, so the run's log and W&B are closed before the process ends."""
-    raise RunStopped("stopped by SIGTERM; the run keeps its checkpoints: continue it with --resume")
+    """SIGTERM unwinds like Ctrl-C, so the run's log and W&B are closed before the process ends.
+    A KeyboardInterrupt, because Ray's blocking calls drop any other exception a handler raises."""
+    _stopping.append(signum)
+    raise KeyboardInterrupt
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -162,6 +167,8 @@ def _submit(args) -> int:
     from rayspeed.cluster.jobs import JobsClient, jobs_address
     from rayspeed.cluster.submission import job_request
 
+    if args.retry_errored and not (args.tune and args.resume):
+        raise ConfigError("--retry-errored: only with --tune --resume (it reruns a resumed sweep's failed trials)")
     cfg = load_config(args.config, args.overrides)
     if args.tune:
         _require_tune_section(cfg, args.config, verb="rayspeed submit --tune")
@@ -186,7 +193,8 @@ def _wandb_key(args) -> str | None:
         return None
     if args.wandb_key_file:
         try:
-            return open(os.path.expanduser(args.wandb_key_file)).read().strip() or None
+            with open(os.path.expanduser(args.wandb_key_file)) as key_file:
+                return key_file.read().strip() or None
         except OSError as error:
             raise ConfigError(f"--wandb-key-file: cannot read {args.wandb_key_file}: {error.strerror}") from None
     return os.environ.get("WANDB_API_KEY")
@@ -367,9 +375,10 @@ def _cluster_parser(verbs) -> None:
     cluster = verbs.add_parser("cluster", help="a local multi-node Ray cluster; any cluster's status").add_subparsers(
         required=True, metavar="ACTION")
     up = cluster.add_parser("up", help="start a head and N worker nodes on this machine (`ray start`)")
-    up.add_argument("--workers", type=int, default=2, help="worker nodes besides the head (default 2)")
-    up.add_argument("--cpus-per-node", type=int, default=2, help="logical CPUs of each node (default 2)")
-    up.add_argument("--object-store-mib", type=int, help="object store of each node (default: Ray's)")
+    up.add_argument("--workers", type=_count, default=2, help="worker nodes besides the head (default 2)")
+    up.add_argument("--cpus-per-node", type=_count, default=2, help="logical CPUs of each node (default 2)")
+    up.add_argument("--object-store-mib", type=int,
+                    help="object store of each node (default: Ray's 30%% of memory, shared among the nodes)")
     up.add_argument("--dashboard-port", type=int, help="default 8265, or a free port when that is taken")
     up.set_defaults(command=_cluster_up)
     status = cluster.add_parser("status", help="nodes, resources and jobs of the local or --address cluster")
@@ -377,6 +386,12 @@ def _cluster_parser(verbs) -> None:
     status.set_defaults(command=_cluster_status)
     cluster.add_parser("down", help="stop the local cluster; no Ray process of it is left").set_defaults(
         command=_cluster_down)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _jobs_address(parser: argparse.ArgumentParser) -> None:

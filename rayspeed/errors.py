@@ -35,7 +35,3 @@ class DataError(RayspeedError):
 class TrainingFailed(RayspeedError):
     """Training raised more often than `run.max_failures` allows; the run keeps its checkpoints."""
 
-
-class RunStopped(RayspeedError):
-    """SIGTERM reached the driver (`rayspeed jobs stop`, a Kubernetes pod deletion); the run keeps
-    its checkpoints and continues with --resume."""

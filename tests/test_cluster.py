@@ -3,6 +3,7 @@
 import pytest
 
 from rayspeed.cluster.connection import check_capacity, connect, local_cpus
+from rayspeed.cluster.shared_storage import nodes_not_seeing, storage_problem
 from rayspeed.config.scaling import ScalingConfig
 from rayspeed.errors import ClusterError
 
@@ -41,3 +42,18 @@ def test_scaling_the_real_cluster_cannot_hold_is_refused(ray_address):
     import ray
 
     assert not ray.is_initialized()  # disconnected again after the refusal
+
+
+def test_a_submitted_jobs_driver_cpus_count_against_the_cluster():
+    scaling = ScalingConfig(num_workers=2, cpus_per_worker=1)
+    check_capacity(scaling, {"CPU": 4}, [{"CPU": 4}], where="cluster")
+    with pytest.raises(ClusterError, match=r"\+ 1 CPU for the job's driver = 4 CPUs"):
+        check_capacity(scaling, {"CPU": 3}, [{"CPU": 3}], where="cluster", driver_cpus=1)
+
+
+def test_run_storage_is_checked_on_every_node_of_the_real_cluster(ray_session, tmp_path):
+    assert nodes_not_seeing(str(tmp_path / "runs")) == []  # one machine: every node sees a local path
+    assert not list((tmp_path / "runs").iterdir())  # the marker is gone again
+    message = storage_problem("/data/runs", ["10.0.0.3", "10.0.0.4"])
+    assert message.startswith("run.storage_path: '/data/runs' is not shared") and "10.0.0.3, 10.0.0.4" in message
+    assert "s3://" in message

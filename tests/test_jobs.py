@@ -94,9 +94,11 @@ def test_submitted_run_with_a_user_model_stops_and_resumes(cluster, tmp_path):
     wait_for(directory / "checkpoint_manager_snapshot.json")
     stop = rayspeed("jobs", "stop", job, env=cluster)
     assert stop.returncode == 0 and f"job {job} STOPPED" in stop.stdout, stop.stdout + stop.stderr
-    stopped_at = max(int(p.name.removeprefix("step_")) for p in directory.glob("step_*"))
+    # The last checkpoint Ray Train committed (a later step_* folder may be half written: not resumed from).
+    latest = json.loads((directory / "checkpoint_manager_snapshot.json").read_text())["latest_checkpoint_result"]
+    stopped_at = latest["metrics"]["step"]
     assert stopped_at < 3 * 22
-    assert {"train_state.json", "deepspeed"} <= {p.name for p in (directory / f"step_{stopped_at:08d}").iterdir()}
+    assert {"train_state.json", "deepspeed"} <= {p.name for p in (directory / latest["checkpoint_dir_name"]).iterdir()}
     assert "stopped by SIGTERM" in rayspeed("jobs", "logs", job, env=cluster).stdout
 
     resumed = rayspeed("submit", "digits.yaml", "--resume", "--follow", env=cluster, cwd=project, timeout=600)
@@ -119,6 +121,24 @@ def test_submitted_run_with_a_user_model_stops_and_resumes(cluster, tmp_path):
     for text in (first.stdout, resumed.stdout, logs, listed, status,
                  *(p.read_text(errors="ignore") for p in directory.rglob("*") if p.is_file())):
         assert SECRET not in text
+
+
+def test_a_sweep_is_submitted_the_same_way(cluster, tmp_path):
+    runs = tmp_path / "runs"
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({
+        "data": {"source": "digits"},
+        "model": {"name": "mlp", "args": {"hidden_sizes": [32]}},
+        "train": {"epochs": 1, "global_batch": 64, "micro_batch_per_worker": 32, "lr": 3e-3},
+        "scaling": {"num_workers": 1},
+        "tracking": {"mode": "offline"},
+        "tune": {"metric": "val_accuracy", "search": "grid", "num_samples": 1,
+                 "space": {"train.lr": {"grid": [3e-3, 1e-2]}}},
+        "run": {"name": "sweep", "storage_path": str(runs)},
+    }))
+    result = rayspeed("submit", "sweep.yaml", "--tune", "--follow", env=cluster, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "python -m rayspeed tune sweep.yaml" in result.stdout and "SUCCEEDED" in result.stdout.splitlines()[-1]
+    assert len(list((runs / "sweep" / "trials").glob("*/summary.json"))) == 2
 
 
 def test_bad_address_unreachable_cluster_and_wrong_token_fail_within_seconds(cluster):

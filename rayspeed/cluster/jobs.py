@@ -49,14 +49,20 @@ def jobs_address(explicit: str | None, env: Mapping[str, str]) -> str:
                        "RAY_API_SERVER_ADDRESS, or start one here with `rayspeed cluster up`")
 
 
-def auth_token(env: Mapping[str, str]) -> AuthToken | None:
+def auth_token(env: Mapping[str, str], *, default_file: bool = True) -> AuthToken | None:
+    """The token given explicitly, else (with `default_file`) the one in ~/.ray/auth_token."""
     if env.get("RAY_AUTH_TOKEN"):
         return AuthToken(env["RAY_AUTH_TOKEN"].strip(), "RAY_AUTH_TOKEN")
-    candidates = [("RAY_AUTH_TOKEN_PATH", env.get("RAY_AUTH_TOKEN_PATH")),
-                  ("~/.ray/auth_token", str(Path(env.get("HOME", str(Path.home()))) / ".ray" / "auth_token"))]
+    candidates = [("RAY_AUTH_TOKEN_PATH", env.get("RAY_AUTH_TOKEN_PATH"))]
+    if default_file:
+        candidates.append(("~/.ray/auth_token", str(Path(env.get("HOME", str(Path.home()))) / ".ray" / "auth_token")))
     for source, path in candidates:
         if path and os.path.isfile(path):
-            return AuthToken(Path(path).read_text().strip(), f"{source} ({path})" if source[0] != "~" else source)
+            try:
+                value = Path(path).read_text().strip()
+            except OSError as error:
+                raise ClusterError(f"cannot read the Ray auth token in {path}: {error.strerror}") from None
+            return AuthToken(value, f"{source} ({path})" if source[0] != "~" else source)
     return None
 
 
@@ -65,7 +71,11 @@ class JobsClient:
 
     def __init__(self, address: str, *, env: Mapping[str, str]):
         self.url = _dashboard_url(address)
-        self._token = auth_token(env)
+        # The machine's own token file goes only where Ray's client would send it (RAY_AUTH_MODE=token)
+        # or to the cluster `rayspeed cluster up` started with it, not to any address given.
+        local = read_state(env)
+        self._token = auth_token(env, default_file=env.get("RAY_AUTH_MODE", "").lower() == "token"
+                                 or (local is not None and local.dashboard_url == self.url))
         _check_reachable(self.url)
         from ray.job_submission import JobSubmissionClient
 
@@ -146,7 +156,7 @@ class JobsClient:
             raise ClusterError(self._auth_problem(str(error))) from None
         except (ConnectionError, OSError) as error:
             raise ClusterError(f"cannot talk to the Ray cluster at {self.url}: {_first_line(error)}") from None
-        except RuntimeError as error:  # Ray's client: "Request failed with status code 404: ..."
+        except (RuntimeError, ValueError) as error:  # "Request failed with status code 404", a package too big
             raise ClusterError(f"the Ray cluster at {self.url} answered: {_first_line(error)}") from None
 
     def _auth_problem(self, message: str) -> str:
@@ -161,10 +171,10 @@ def _dashboard_url(address: str) -> str:
     url = address if "://" in address else f"http://{address}"
     parts = urlsplit(url)
     try:
-        port = parts.port
+        valid_port = parts.port is None or parts.port > 0
     except ValueError:
-        port = None
-    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        valid_port = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not valid_port:
         raise ClusterError(f"--address: expected the cluster's dashboard as http://HOST:PORT (port 8265 by "
                            f"default), got {address!r}")
     return url.rstrip("/")
@@ -173,8 +183,9 @@ def _dashboard_url(address: str) -> str:
 def _check_reachable(url: str) -> None:
     """A TCP probe first: Ray's client has no connect timeout, and a dropped SYN hangs for minutes."""
     parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        socket.create_connection((parts.hostname, parts.port), timeout=PROBE_TIMEOUT_S).close()
+        socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S).close()
     except OSError as error:
         raise ClusterError(f"cannot reach the Ray dashboard at {url}: {error}") from None
 

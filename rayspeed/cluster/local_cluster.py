@@ -30,6 +30,8 @@ STATE_FILE = "local-cluster.json"
 HOST = "127.0.0.1"
 STOP_GRACE_S = 10.0
 START_TIMEOUT_S = 120
+OBJECT_STORE_FRACTION = 0.3
+CREDENTIALS_ENV = ("WANDB_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 WORKER_PORTS = (10002, 19999)  # Ray's default range, shared out among the nodes
 
 
@@ -66,14 +68,17 @@ def start_local_cluster(*, workers: int, cpus_per_node: int, object_store_mib: i
         raise ClusterError(f"a local cluster is already up (dashboard {existing.dashboard_url}); "
                            "`rayspeed cluster down` stops it")
     cluster_id = uuid.uuid4().hex[:12]
-    node_env = {**env, MARKER_ENV: cluster_id, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Every job inherits the nodes' environment: credentials go to a job only when it is submitted with them.
+    node_env = {**{key: value for key, value in env.items() if key not in CREDENTIALS_ENV},
+                MARKER_ENV: cluster_id, "RAY_USAGE_STATS_ENABLED": "0"}
     token_auth = node_env.get("RAY_AUTH_MODE", "token").lower() == "token"
     if token_auth:
         node_env["RAY_AUTH_MODE"] = "token"
         _ensure_token(node_env)
     gcs_port = _free_port(preferred=6379)
     dashboard_port = dashboard_port or _free_port(preferred=8265)
-    object_store = ["--object-store-memory", str(object_store_mib * 1024**2)] if object_store_mib else []
+    object_store_bytes = object_store_mib * 1024**2 if object_store_mib else _object_store_share(workers + 1)
+    object_store = ["--object-store-memory", str(object_store_bytes)]
     common = ["--num-cpus", str(cpus_per_node), "--disable-usage-stats", *object_store]
     cluster = LocalCluster(cluster_id=cluster_id, gcs_address=f"{HOST}:{gcs_port}",
                            dashboard_url=f"http://{HOST}:{dashboard_port}", num_nodes=workers + 1,
@@ -90,8 +95,10 @@ def start_local_cluster(*, workers: int, cpus_per_node: int, object_store_mib: i
             _ray_start(["--address", cluster.gcs_address, "--node-ip-address", HOST, *common,
                         *_node_ports(cluster, node)], env=node_env)
         _wait_for_nodes(cluster, env=node_env)
-    except ClusterError:
+    except BaseException as error:  # a half-started cluster is stopped, whatever interrupted it
         stop_local_cluster(env)
+        if isinstance(error, subprocess.TimeoutExpired):
+            raise ClusterError(f"the local cluster did not start within {START_TIMEOUT_S} s") from None
         raise
     return cluster
 
@@ -151,7 +158,8 @@ def _wait_for_nodes(cluster: LocalCluster, *, env: Mapping[str, str]) -> None:
     while time.monotonic() < deadline:
         result = subprocess.run([sys.executable, "-c", probe, cluster.gcs_address], env=dict(env),
                                 capture_output=True, text=True, timeout=START_TIMEOUT_S)
-        if result.returncode == 0 and int(result.stdout.split()[-1]) >= cluster.num_nodes:
+        alive = (result.stdout.split() or ["0"])[-1] if result.returncode == 0 else "0"
+        if alive.isdigit() and int(alive) >= cluster.num_nodes:
             return
         time.sleep(1.0)
     raise ClusterError(f"the local cluster's {cluster.num_nodes} nodes did not all join within {START_TIMEOUT_S} s")
@@ -177,6 +185,11 @@ def _node_ports(cluster: LocalCluster, node: int) -> list[str]:
     return [*(part for flag in flags for part in (flag, str(_free_port()))),
             "--min-worker-port", str(low), "--max-worker-port", str(low + share - 1),
             "--temp-dir", os.path.join(cluster.temp_dir, f"node{node}")]
+
+
+def _object_store_share(num_nodes: int) -> int:
+    """Ray's default object store (30% of memory) is per node: on one machine the nodes share it."""
+    return int(psutil.virtual_memory().total * OBJECT_STORE_FRACTION / num_nodes)
 
 
 def _free_port(preferred: int | None = None) -> int:

@@ -17,6 +17,7 @@ import rayspeed
 from rayspeed.cluster.connection import CODE_EXCLUDES, DRIVER_CPUS_ENV, FORWARDED_ENV
 from rayspeed.config.data import has_uri_scheme
 from rayspeed.config.preflight import path_inside
+from rayspeed.config.redact import redact_uri
 from rayspeed.config.run import RunConfig
 from rayspeed.errors import ConfigError
 
@@ -83,7 +84,7 @@ def job_request(run: RunConfig, *, verb: str, config_file: str, overrides: Seque
         runtime_env={"working_dir": working_dir, "py_modules": [os.path.dirname(rayspeed.__file__)],
                      "excludes": excludes, "env_vars": env_vars},
         metadata={"rayspeed_verb": verb, "rayspeed_run": run.name, "rayspeed_config": command[1],
-                  "rayspeed_storage": storage},
+                  "rayspeed_storage": redact_uri(storage)},
         submission_id=f"rayspeed-{run.name}-{uuid.uuid4().hex[:8]}",
         entrypoint_num_cpus=driver_cpus,
         entrypoint_resources={HEAD_NODE_RESOURCE: 0.001} if driver_on_head else None,

@@ -7,7 +7,6 @@ only its own section. `train`, every Tune trial and every submitted job call it.
 
 import contextlib
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -89,8 +88,11 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     recorder.start()
     try:
         result = _run(trainer, max_failures=cfg.run.max_failures)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI delivers it: workers may still be sending
+        _close_quietly(lambda: recorder.stop(drain=False), sink.finish)
+        raise
     except BaseException:
-        _close_quietly(recorder.stop, sink.finish)  # SIGTERM also ends W&B's service: no error may hide why
+        _close_quietly(recorder.stop, sink.finish)  # their errors (W&B's service gone) must not hide this one
         raise
     recorder.stop()
     sink.finish()
@@ -100,30 +102,14 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
 
 
 def _run(trainer, *, max_failures: int):
-    """`trainer.fit()` in a thread while this one waits in Python: inside Ray's blocking get a signal
-    handler (SIGTERM from `rayspeed jobs stop`) would not run before training ends."""
-    outcome: dict = {}
-
-    def fit() -> None:
-        try:
-            outcome["result"] = trainer.fit()
-        except BaseException as error:  # re-raised below, in the caller's thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=fit, name="rayspeed-fit", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(timeout=0.5)
-    error = outcome.get("error")
-    if isinstance(error, ray.train.TrainingFailedError):
+    try:
+        return trainer.fit()
+    except ray.train.TrainingFailedError as error:
         print(f"[rayspeed] training failed: {error}", flush=True)  # the whole story, to the run log
         raise TrainingFailed(
             f"training failed after run.max_failures ({max_failures}) restarts: {_cause(error)}\n"
             "The run keeps its checkpoints; continue it with --resume"
         ) from error
-    if error is not None:
-        raise error
-    return outcome["result"]
 
 
 def _close_quietly(*closers) -> None:

@@ -52,6 +52,7 @@ class RunRecorder:
         self.channel = Channel(self._queue)
         self._restored: dict[int, set[int]] = defaultdict(set)  # restored step -> ranks past it
         self._stop = threading.Event()
+        self._abandon = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="rayspeed-recorder", daemon=True)
         self._error: BaseException | None = None
 
@@ -60,12 +61,16 @@ class RunRecorder:
             observer.on_start(total_steps=self._plan.total_steps, first_step=self._metrics.last_step)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, drain: bool = True) -> None:
         """Takes everything still queued (workers block on each put, so all of it is there), then stops.
+        Without `drain` (the run was interrupted and its workers may still be sending) it stops after
+        the row in hand.
 
         Raises:
             Whatever stopped the recording (a storage or W&B error): the run's record is incomplete.
         """
+        if not drain:
+            self._abandon.set()
         self._stop.set()
         self._thread.join()
         for observer in self._observers:
@@ -81,7 +86,7 @@ class RunRecorder:
             self._error = error
 
     def _drain_until_stopped(self) -> None:
-        while True:
+        while not self._abandon.is_set():
             try:
                 kind, payload = self._queue.get(timeout=POLL_S)
             except (Empty, std_queue.Empty):
