@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import yaml
 
+from rayspeed.cli_k8s import add_k8s_parser
 from rayspeed.config import ExperimentConfig, load_config
 from rayspeed.config.preflight import importable_from, preflight
 from rayspeed.config.redact import redact
@@ -106,7 +107,7 @@ def _in_run_log(storage, start, *, work, verbose: bool, give_back: tuple[type, .
 def _fit_on_cluster(cfg, storage, start, terminal, *, address: str | None, code_dir: str | None,
                     code_excludes: list[str], env: Mapping[str, str]):
     """Imports Ray and torch only here, once the config is valid and the run is claimed."""
-    from rayspeed.cluster import connect
+    from rayspeed.cluster.connection import connect
     from rayspeed.runs.progress import ProgressDisplay
     from rayspeed.trainers.driver import fit
 
@@ -143,7 +144,7 @@ def _tune(args) -> int:
 
 def _sweep_on_cluster(cfg, storage, start, terminal, *, args, code_dir: str | None, code_excludes: list[str],
                       env: Mapping[str, str]):
-    from rayspeed.cluster import connect
+    from rayspeed.cluster.connection import connect
     from rayspeed.tuning.driver import embedded_cpus, sweep
 
     address = args.address or env.get("RAY_ADDRESS")
@@ -331,6 +332,7 @@ def _parser() -> argparse.ArgumentParser:
     _submit_parser(verbs)
     _jobs_parser(verbs)
     _cluster_parser(verbs)
+    add_k8s_parser(verbs)
     return parser
 
 

@@ -83,7 +83,7 @@ def ray_session(ray_address):
 
 def train(config: Path, address: str, *, wandb_mode: str = "offline", working_dir: str | None = None):
     """What `rayspeed train` does, in this process: validate, pre-flight, claim, connect, fit."""
-    from rayspeed.cluster import connect
+    from rayspeed.cluster.connection import connect
     from rayspeed.config import load_config
     from rayspeed.config.preflight import preflight
     from rayspeed.runs.guard import claim_run

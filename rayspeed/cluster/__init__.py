@@ -1,5 +1,2 @@
-"""Where Ray runs: an embedded local Ray or an existing cluster. Depends on `config` only."""
-
-from rayspeed.cluster.connection import connect
-
-__all__ = ["connect"]
+"""Where Ray runs: an embedded local Ray, an existing cluster, a submitted job, or a KubeRay RayJob.
+Depends on `config` only. Importing the package imports no Ray: `k8s` rendering runs without it."""

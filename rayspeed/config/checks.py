@@ -4,7 +4,9 @@ from rayspeed.config.batch import resolve_batch
 from rayspeed.config.checkpoint import CheckpointConfig
 from rayspeed.config.data import DataConfig
 from rayspeed.config.deepspeed import deepspeed_config, merge_user_block
+from rayspeed.config.k8s import K8sConfig
 from rayspeed.config.metrics import METRIC_MODES, check_metric
+from rayspeed.config.run import RunConfig
 from rayspeed.config.scaling import ScalingConfig
 from rayspeed.config.train import TrainConfig
 from rayspeed.config.tune import TuneConfig
@@ -104,7 +106,20 @@ def check_model_fits_data(model, data: DataConfig) -> None:
         raise ValueError("model.name: rnn reads sequences: text (data.format: text) or windows of rows (data.windows)")
 
 
-def run_all(train, scaling, checkpoint, data, block, tune=None, model=None) -> list[str]:
+def check_retried_job_resumes(k8s: K8sConfig, run: RunConfig) -> None:
+    """A retried RayJob runs the same command again: with resume never, the retry is refused."""
+    if k8s.backoff_limit and run.resume == "never":
+        raise ValueError(f"k8s.backoff_limit: {k8s.backoff_limit} retries would rerun the same run name, which "
+                         "run.resume: never refuses; set run.resume: auto so a retry continues from its checkpoint")
+
+
+def check_worker_ceiling(k8s: K8sConfig, scaling: ScalingConfig) -> None:
+    if k8s.max_worker_replicas is not None and k8s.max_worker_replicas < scaling.num_workers:
+        raise ValueError(f"k8s.max_worker_replicas: {k8s.max_worker_replicas} pods cannot hold "
+                         f"scaling.num_workers ({scaling.num_workers}), one per pod; raise it or leave it unset")
+
+
+def run_all(train, scaling, checkpoint, data, block, tune=None, model=None, k8s=None, run=None) -> list[str]:
     """Every cross-section problem, one message each (all are reported, not just the first)."""
     rules = [
         lambda: resolve_batch(train, num_workers=scaling.num_workers),
@@ -115,6 +130,8 @@ def run_all(train, scaling, checkpoint, data, block, tune=None, model=None) -> l
         lambda: check_deepspeed_block(train, scaling, block),
         lambda: check_sweep(tune, train, checkpoint, data),
         lambda: check_model_fits_data(model, data),
+        lambda: k8s and run and check_retried_job_resumes(k8s, run),
+        lambda: k8s and check_worker_ceiling(k8s, scaling),
     ]
     problems = []
     for rule in rules:

@@ -9,6 +9,7 @@ from rayspeed.config.batch import BatchPlan, resolve_batch
 from rayspeed.config.checkpoint import CheckpointConfig
 from rayspeed.config.data import DataConfig
 from rayspeed.config.deepspeed import deepspeed_config, merge_user_block
+from rayspeed.config.k8s import K8sConfig
 from rayspeed.config.model import MlpModel, ModelConfig
 from rayspeed.config.run import RunConfig
 from rayspeed.config.scaling import ScalingConfig
@@ -33,13 +34,15 @@ class ExperimentConfig(Section):
     run: RunConfig
     tune: TuneConfig | None = None
     """A hyperparameter search (`rayspeed tune`); `rayspeed train` ignores it."""
+    k8s: K8sConfig = K8sConfig()
+    """The KubeRay RayJob `rayspeed k8s render` makes of this experiment; training ignores it."""
     deepspeed: dict[str, Any] = Field(default_factory=dict)
     """Extra DeepSpeed settings merged into the generated config; contradicting the schema is an error."""
 
     @model_validator(mode="after")
     def _cross_section_rules(self):
         problems = checks.run_all(self.train, self.scaling, self.checkpoint, self.data, self.deepspeed, self.tune,
-                                  self.model)
+                                  self.model, self.k8s, self.run)
         if problems:
             raise ValueError(" | ".join(problems))
         return self
