@@ -2,6 +2,7 @@
 validate manifests offline. Thin, like cli.py; none of these verbs imports Ray or torch."""
 
 import argparse
+import importlib
 import sys
 
 from rayspeed.config import load_config
@@ -59,6 +60,17 @@ def _kubeconfig_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", help="kubeconfig context (default: its current one)")
 
 
+def _tools(module: str):
+    """`rayspeed.cluster.k8s.<module>`, whose libraries come with the k8s extra (rendering needs none)."""
+    try:
+        return importlib.import_module(f"rayspeed.cluster.k8s.{module}")
+    except ModuleNotFoundError as error:
+        if (error.name or "").startswith("rayspeed"):
+            raise
+        raise ConfigError(f"rayspeed k8s: needs {error.name}, which comes with the k8s extra: "
+                          "pip install 'rayspeed[k8s]'") from None
+
+
 def _rendered(args):
     from rayspeed.cluster.k8s.rayjob import render_rayjob
 
@@ -79,26 +91,21 @@ def _render(args) -> int:
 
 
 def _apply(args) -> int:
-    from rayspeed.cluster.k8s.api import KubeCluster
-    from rayspeed.cluster.k8s.schemas import load_documents
-
     if bool(args.config) == bool(args.filename):
         raise ConfigError("k8s apply: give an experiment file or -f FILE (one of them)")
-    manifests = load_documents(args.filename) if args.filename else _rendered(args).manifests
-    cluster = KubeCluster(kubeconfig=args.kubeconfig, context=args.context)
+    api = _tools("api")
+    manifests = _tools("schemas").load_documents(args.filename) if args.filename else _rendered(args).manifests
+    cluster = api.KubeCluster(kubeconfig=args.kubeconfig, context=args.context)
     for line in cluster.create(manifests, dry_run=args.dry_run == "server"):
         print(line)
-    if args.dry_run == "none":
-        names = [m["metadata"]["name"] for m in manifests if m["kind"] == "RayJob"]
-        for name in names:
-            print(f"rayspeed: follow it with `rayspeed k8s status {name}` and `rayspeed k8s logs {name} --follow`")
+    for job in [m for m in manifests if m["kind"] == "RayJob"] if args.dry_run == "none" else []:
+        where = f"{job['metadata']['name']} -n {job['metadata'].get('namespace') or 'default'}"
+        print(f"rayspeed: follow it with `rayspeed k8s status {where}` and `rayspeed k8s logs {where} --follow`")
     return 0
 
 
 def _manage(args) -> int:
-    from rayspeed.cluster.k8s.api import KubeCluster
-
-    cluster = KubeCluster(kubeconfig=args.kubeconfig, context=args.context)
+    cluster = _tools("api").KubeCluster(kubeconfig=args.kubeconfig, context=args.context)
     namespace = args.namespace or cluster.default_namespace
     if args.action == "status":
         print("\n".join(cluster.status(args.name, namespace=namespace).lines()))
@@ -114,21 +121,20 @@ def _manage(args) -> int:
 
 
 def _validate(args) -> int:
-    from rayspeed.cluster.k8s.schemas import ManifestValidator, load_documents
-
+    schemas = _tools("schemas")
     if args.crds:
-        validator = ManifestValidator.from_directory(args.crds)
+        validator = schemas.ManifestValidator.from_directory(args.crds)
     elif args.from_cluster:
-        from rayspeed.cluster.k8s.api import KubeCluster
-
-        validator = ManifestValidator(KubeCluster(kubeconfig=args.kubeconfig, context=args.context).crds())
+        crds = _tools("api").KubeCluster(kubeconfig=args.kubeconfig, context=args.context).crds()
+        validator = schemas.ManifestValidator(crds)
     else:
-        validator = ManifestValidator()
+        validator = schemas.ManifestValidator()
     invalid = 0
     for file in args.files:
-        for manifest in load_documents("/dev/stdin" if file == "-" else file):
+        for i, manifest in enumerate(schemas.load_documents("/dev/stdin" if file == "-" else file)):
             errors = validator.errors(manifest)
             invalid += bool(errors)
-            what = f"{file}: {manifest.get('kind')}/{(manifest.get('metadata') or {}).get('name')}"
+            what = f"{file}: " + (f"{manifest.get('kind')}/{(manifest.get('metadata') or {}).get('name')}"
+                                  if isinstance(manifest, dict) else f"document {i + 1}")
             print(f"{what}: valid" if not errors else "\n".join(f"{what}: {error}" for error in errors))
     return 1 if invalid else 0

@@ -62,9 +62,11 @@ def test_every_kustomization_renders_and_validates(tmp_path, validator):
     workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
     assert workers["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert workers["tolerations"][0]["key"] == "nvidia.com/gpu" and workers["nodeSelector"]
-    queued = kustomize(kueue_overlay(tmp_path))
-    assert all(m["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "rayspeed"
-               for m in queued if m["kind"] in ("RayJob", "RayCluster"))
+    queued = [m for m in kustomize(kueue_overlay(tmp_path)) if m["kind"] in ("RayJob", "RayCluster")]
+    for manifest in queued:  # Kueue admits only clusters that do not autoscale
+        cluster = manifest["spec"].get("rayClusterSpec", manifest["spec"])
+        assert manifest["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "rayspeed"
+        assert cluster["enableInTreeAutoscaling"] is False and "autoscalerOptions" not in cluster
 
 
 @pytest.mark.parametrize("overlay", ["base", "overlays/gpu"])
@@ -89,13 +91,13 @@ def test_every_example_renders_a_valid_rayjob_whose_experiment_loads_back(valida
         volumes = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["volumes"]
         assert {"name": "experiment", "configMap": {"name": config_map["metadata"]["name"]}} in volumes
         verb = "tune" if on_cluster.tune else "train"
-        assert job["spec"]["entrypoint"] == f"python -m rayspeed {verb} /etc/rayspeed/experiment.yaml"
+        assert job["spec"]["entrypoint"].endswith(f" && python -m rayspeed {verb} /etc/rayspeed/experiment.yaml")
 
 
 def test_render_takes_workers_and_resources_from_scaling():
     cfg = load_config(REPO / "examples/digits.yaml", [
         "scaling.num_workers=4", "scaling.cpus_per_worker=2", "scaling.data_cpus=4", "scaling.use_gpu=true",
-        "train.precision=bf16", "k8s.queue=team-a", "k8s.max_worker_replicas=6", "k8s.node_selector={pool: a100}",
+        "train.precision=bf16", "k8s.max_worker_replicas=6", "k8s.node_selector={pool: a100}",
         "run.storage_path=s3://bucket/runs", "k8s.backoff_limit=2", "run.resume=auto"])
     config_map, job = render_rayjob(cfg, verb="train", source="digits.yaml").manifests
     group = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
@@ -104,8 +106,7 @@ def test_render_takes_workers_and_resources_from_scaling():
     assert pod["containers"][0]["resources"]["limits"] == {"cpu": "3", "memory": "8Gi", "nvidia.com/gpu": "1"}
     assert pod["nodeSelector"] == {"pool": "a100"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
-    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
-    assert job["spec"]["backoffLimit"] == 2
+    assert job["spec"]["backoffLimit"] == 2 and job["spec"]["rayClusterSpec"]["enableInTreeAutoscaling"] is True
     head = job["spec"]["rayClusterSpec"]["headGroupSpec"]
     assert head["rayStartParams"] == {"num-cpus": "0"}
     mounted = [mount["name"] for mount in head["template"]["spec"]["containers"][0]["volumeMounts"]]
@@ -113,19 +114,71 @@ def test_render_takes_workers_and_resources_from_scaling():
     assert yaml.safe_load(config_map["data"]["experiment.yaml"])["run"]["storage_path"] == "s3://bucket/runs"
 
 
-def test_render_puts_relative_data_in_the_image_and_names_jobs_as_kuberay_requires():
+def test_render_starts_the_job_in_the_image_project_and_names_it_as_kuberay_requires():
     cfg = load_config(REPO / "examples/lm.yaml", ["run.name=Moby_Dick.v2"])
     config_map, job = render_rayjob(cfg, verb="train", source="lm.yaml").manifests
-    experiment = yaml.safe_load(config_map["data"]["experiment.yaml"])
-    assert experiment["data"]["source"] == "/home/ray/rayspeed/examples/data/moby-dick"
+    # Relative data (and tokenizer, and model module) paths are the image's project directory's.
+    command = "python -m rayspeed train /etc/rayspeed/experiment.yaml"
+    assert job["spec"]["entrypoint"] == f"cd /home/ray/rayspeed && {command}"
+    assert yaml.safe_load(config_map["data"]["experiment.yaml"])["data"]["source"] == "examples/data/moby-dick"
     assert job["metadata"]["name"] == "moby-dick-v2" and config_map["metadata"]["name"] == "moby-dick-v2-experiment"
     assert job_name("7" + "x" * 80) == "rs-7" + "x" * 43
 
 
+def test_render_sizes_a_sweep_for_its_concurrent_trials():
+    """Each trial holds its driver actor's CPU, its workers' and Ray Data's, and the head holds none."""
+    cfg = load_config(REPO / "examples/digits_sweep.yaml", [
+        "scaling.cpus_per_worker=2", "scaling.data_cpus=2", "tune.max_concurrent_trials=2"])
+    group = render_rayjob(cfg, verb="tune", source="x").manifests[1]["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    pod_cpus = int(group["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
+    assert group["replicas"] == 2 * cfg.scaling.num_workers
+    assert pod_cpus * cfg.scaling.num_workers >= cfg.scaling.trial_cpus  # 1 + 2 x 2 + 2 = 7 per trial
+    single = render_rayjob(cfg, verb="train", source="x").manifests[1]["spec"]["rayClusterSpec"]
+    assert single["workerGroupSpecs"][0]["replicas"] == cfg.scaling.num_workers  # `train` runs one
+
+
+def test_render_keeps_what_kueue_and_kuberay_accept():
+    queued = render_rayjob(load_config(REPO / "examples/digits.yaml", ["k8s.queue=team-a"]), verb="train",
+                           source="x").manifests[1]
+    assert queued["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert queued["spec"]["rayClusterSpec"]["enableInTreeAutoscaling"] is False
+    assert "autoscalerOptions" not in queued["spec"]["rayClusterSpec"] and queued["spec"]["shutdownAfterJobFinishes"]
+    for overrides, expected in [
+            (["k8s.queue=q", "k8s.max_worker_replicas=3"], "k8s.max_worker_replicas: Kueue admits a fixed number"),
+            (["k8s.queue=q", "k8s.shutdown_after_finished=false"], "k8s.shutdown_after_finished: Kueue requires true"),
+            (["k8s.tolerations=[{key: gpu, value: a100}]"], "k8s.tolerations.0: operator Exists matches any value")]:
+        with pytest.raises(ConfigError, match=expected):
+            load_config(REPO / "examples/digits.yaml", overrides)
+    kept = render_rayjob(load_config(REPO / "examples/digits.yaml", ["k8s.shutdown_after_finished=false"]),
+                         verb="train", source="x").manifests[1]
+    assert kept["spec"]["shutdownAfterJobFinishes"] is False and kept["spec"]["ttlSecondsAfterFinished"] == 0
+    with pytest.raises(ConfigError, match=r"scaling.data_node_labels: no pod .* \{ray.io/node-group: gpu\}"):
+        render_rayjob(load_config(REPO / "examples/digits.yaml", [
+            "scaling.use_gpu=true", "train.precision=bf16", "scaling.data_node_labels={ray.io/node-group: cpu}"]),
+            verb="train", source="x")
+
+
+@pytest.mark.parametrize("storage, on_volume, kept", [
+    ("~/rayspeed_runs", True, False), ("file:///data/runs", True, False),
+    ("/mnt/rayspeed-runs/team-a", True, True), ("s3://bucket/runs", False, True)])
+def test_render_stores_runs_where_every_pod_sees_them(storage, on_volume, kept):
+    rendered_ = render_rayjob(load_config(REPO / "examples/digits.yaml", [f"run.storage_path={storage}"]),
+                              verb="train", source="x")
+    config_map, job = rendered_.manifests
+    stored = yaml.safe_load(config_map["data"]["experiment.yaml"])["run"]["storage_path"]
+    assert stored == (storage if kept else "/mnt/rayspeed-runs") and bool(rendered_.notes) == (not kept)
+    for pod in [job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"],
+                job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]]:
+        volumes = [volume["name"] for volume in pod["volumes"]]
+        assert ("runs" in volumes) == on_volume
+
+
 def test_render_refuses_credentials_in_values_and_retries_without_resume():
-    with pytest.raises(ConfigError, match=r"^run.storage_path: carries credentials.*Secret"):
-        render_rayjob(load_config(REPO / "examples/digits.yaml", ["run.storage_path=s3://AKIA:pw@bucket/runs"]),
-                      verb="train", source="x")
+    for planted, field in [("run.storage_path=s3://AKIA:pw@bucket/runs", "run.storage_path"),
+                           ("data.source=s3://bucket/x.parquet?secret_key=abc", "data.source"),
+                           ("deepspeed={comet: {api_key: planted-92}}", "deepspeed.comet.api_key")]:
+        with pytest.raises(ConfigError, match=rf"^{field}: carries credentials.*Secret"):
+            render_rayjob(load_config(REPO / "examples/digits.yaml", [planted]), verb="train", source="x")
     with pytest.raises(ConfigError, match=r"k8s.backoff_limit: 1 retries .* set run.resume: auto"):
         load_config(REPO / "examples/digits.yaml", ["k8s.backoff_limit=1"])
     with pytest.raises(ConfigError, match=r"k8s.max_worker_replicas: 1 pods cannot hold scaling.num_workers \(2\)"):
@@ -192,8 +245,15 @@ def test_broken_manifests_fail_with_the_field_path(validator, tmp_path):
         assert result.returncode == 1 and f"RayJob/{broken['metadata']['name']}: {expected}" in result.stdout, name
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"n": 3}}
     assert validator.errors(config_map) == ["data.n: 3 is not of type 'string', 'null'"]
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}, "rules": []}
+    assert validator.errors(role) == []  # a built-in kind of a named group
     no_crd = ManifestValidator().errors(job)
-    assert no_crd == ["<root>: no CRD schema for ray.io/v1 RayJob: give the CRD with --crds or --from-cluster"]
+    assert no_crd == ["<root>: no schema for ray.io/v1 RayJob: not a built-in kind; give its CRD with --crds or "
+                      "--from-cluster"]
+    (tmp_path / "scalar.yaml").write_text("just text\n")
+    result = subprocess.run([sys.executable, "-m", "rayspeed", "k8s", "validate", str(tmp_path / "scalar.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "scalar.yaml: document 1: <root>: apiVersion and kind" in result.stdout
 
 
 def test_render_imports_neither_torch_nor_ray():

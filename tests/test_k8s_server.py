@@ -9,7 +9,6 @@ missing, every test here is skipped with the reason; none passes without the ser
 """
 
 import copy
-import json
 import os
 import shutil
 import socket
@@ -45,10 +44,17 @@ def _server_binary() -> Path:
     return CACHE
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _free_ports() -> int:
+    """A port for the API server whose etcd ports (the script's +7000 and +7001) are free too."""
+    for port in range(21000, 29000, 37):
+        try:
+            for candidate in (port, port + 7000, port + 7001):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    pytest.fail("no free loopback ports for the API server and etcd")
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +64,7 @@ def kubeconfig(tmp_path_factory) -> str:
         pytest.skip("SERVER TIER NOT RUN: etcd is not installed (apt-get install etcd-server; .ci/run does)")
     binary = _server_binary()
     run = tmp_path_factory.mktemp("apiserver")
-    port = _free_port()
-    while port + 7001 > 65535:
-        port = _free_port()
+    port = _free_ports()
     started = subprocess.run(["bash", str(shared_k8s() / "start-crd-apiserver.sh"), str(binary), str(run), str(port)],
                              capture_output=True, text=True, timeout=120)
     try:
@@ -82,16 +86,18 @@ def _install_crds(kubeconfig: str) -> None:
         crd = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
         api.create_custom_resource_definition(crd, _preload_content=False)
         names.append(crd["metadata"]["name"])
+    # Established first, then the custom resources' endpoints answer (a moment later).
+    custom = client.CustomObjectsApi(api.api_client)
     deadline = time.monotonic() + 60
     for name in names:
+        plural, group = name.split(".", 1)
         while True:
-            found = json.loads(api.read_custom_resource_definition(name, _preload_content=False).data)
-            conditions = (found.get("status") or {}).get("conditions") or []
-            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            try:
+                custom.list_namespaced_custom_object(group, "v1", "default", plural)
                 break
-            assert time.monotonic() < deadline, f"{name} never became Established"
-            time.sleep(0.2)
-    time.sleep(1)  # the custom resource endpoints are served a moment after Established
+            except client.ApiException as error:
+                assert time.monotonic() < deadline, f"{name} is not served: {error.status} {error.reason}"
+                time.sleep(0.2)
 
 
 def k8s(kubeconfig: str, *args: str) -> subprocess.CompletedProcess:
@@ -163,13 +169,13 @@ def _report_as_the_operator(kubeconfig: str, name: str, status: dict) -> None:
     api.patch_namespaced_custom_object_status("ray.io", "v1", "default", "rayjobs", name, {"status": status})
 
 
-def test_applying_a_whole_rendering_rolls_back_when_the_configmap_cannot_be_made(kubeconfig):
-    """This server has no core API, so the experiment's ConfigMap is refused; the RayJob created
-    just before it is taken back out, and the message says what the server said."""
+def test_a_whole_rendering_is_refused_before_its_rayjob_when_the_configmap_cannot_be_made(kubeconfig):
+    """This server has no core API, so the experiment's ConfigMap (created first) is refused: no
+    RayJob is created, and the message says what the server said."""
     result = k8s(kubeconfig, "apply", "examples/digits.yaml", "run.name=whole")
     assert result.returncode == 2
     assert "configmap/whole-experiment: the API server at" in result.stderr and "serves no API for it" in result.stderr
-    assert k8s(kubeconfig, "status", "whole").returncode == 2  # not left behind
+    assert k8s(kubeconfig, "status", "whole").returncode == 2  # no RayJob without its experiment
 
 
 def test_kustomized_ray_objects_are_accepted_by_the_server(kubeconfig, tmp_path):
@@ -198,7 +204,7 @@ def test_offline_validation_agrees_with_the_server(kubeconfig, tmp_path):
     _, job = rendered_rayjob(tmp_path, "run.name=agree")
     variants = {"valid": job}
     for name, field, value in [("string replicas", "replicas", "2"), ("unknown field", "bogus", 1),
-                               ("negative replicas", "minReplicas", "-1")]:
+                               ("number in a map of strings", "rayStartParams", {"num-cpus": 2})]:
         broken = copy.deepcopy(job)
         broken["spec"]["rayClusterSpec"]["workerGroupSpecs"][0][field] = value
         variants[name] = broken

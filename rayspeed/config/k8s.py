@@ -3,7 +3,7 @@ ignores it; replicas and per-worker resources come from `scaling`, not from here
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from rayspeed import __version__
 from rayspeed.config.section import Section
@@ -20,6 +20,15 @@ class Toleration(Section):
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
+    @model_validator(mode="after")
+    def _value_fits_operator(self):
+        # Kubernetes refuses such a pod only when KubeRay creates it, where the error is an event.
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError(f"operator Exists matches any value of {self.key}: remove value, or use Equal")
+        if self.operator == "Equal" and self.value is None:
+            raise ValueError(f"operator Equal needs the value of {self.key}")
+        return self
+
 
 class K8sConfig(Section):
     """Image, namespace, credentials and pod settings of the rendered RayJob."""
@@ -31,8 +40,8 @@ class K8sConfig(Section):
     namespace: str = Field("default", pattern=DNS_LABEL, max_length=63)
     """Namespace of the RayJob, its ConfigMap and its pods; the Secrets and the volume claim live there too."""
     service_account: str | None = Field(None, pattern=DNS_SUBDOMAIN)
-    """Service account of the pods (e.g. one bound to a cloud role for object storage). Default: KubeRay's
-    own for the head, which has the autoscaler's permissions; one named here must be granted them."""
+    """An existing service account for the pods (e.g. one bound to a cloud role for object storage);
+    KubeRay binds the autoscaler's Role to it. Default: the one KubeRay makes for the Ray cluster."""
     working_dir: str = Field("/home/ray/rayspeed", pattern=r"^/")
     """The project directory inside the image: relative data paths and model modules are found there."""
     wandb_secret: str | None = Field("rayspeed-wandb", pattern=DNS_SUBDOMAIN)
@@ -53,9 +62,11 @@ class K8sConfig(Section):
     worker_memory_gib: PositiveFloat = 8
     """Memory of each worker pod (one training worker each)."""
     max_worker_replicas: PositiveInt | None = None
-    """Ceiling of the autoscaler (spare pods replace a lost one at once); default: scaling.num_workers."""
+    """Ceiling of the in-tree autoscaler, which adds worker pods while Ray has demand the pods cannot
+    place (e.g. Ray Data beside training); default: the training workers' pods, no more."""
     queue: str | None = Field(None, pattern=DNS_SUBDOMAIN)
-    """Kueue LocalQueue: admits the whole RayJob at once (gang admission) when capacity allows."""
+    """Kueue LocalQueue: admits all of the RayJob's pods at once (gang admission) when it has the quota.
+    Kueue refuses autoscaling, so a queued RayJob has a fixed number of workers."""
     priority_class: str | None = Field(None, pattern=DNS_SUBDOMAIN)
     """PriorityClass of every pod (who is preempted first when the cluster is full); default: the cluster's."""
     node_selector: dict[str, str] = {}
@@ -70,3 +81,14 @@ class K8sConfig(Section):
     """Seconds the finished Ray cluster is kept (for logs) before it is deleted."""
     shutdown_after_finished: bool = True
     """Delete the Ray cluster once the job has finished; false keeps its pods (and their cost)."""
+
+    @model_validator(mode="after")
+    def _kueue_admits_it(self):
+        """Kueue's webhook refuses a RayJob that autoscales or keeps its cluster after the job."""
+        if self.queue and self.max_worker_replicas is not None:
+            raise ValueError("k8s.max_worker_replicas: Kueue admits a fixed number of pods; leave it unset with "
+                             "k8s.queue")
+        if self.queue and not self.shutdown_after_finished:
+            raise ValueError("k8s.shutdown_after_finished: Kueue requires true (its quota is freed when the "
+                             "cluster goes)")
+        return self

@@ -4,6 +4,9 @@ from pydantic import Field, PositiveInt, ValidationInfo, field_validator
 
 from rayspeed.config.section import Section
 
+# What a sweep trial's own actor holds beside its workers: data preparation, the run's recorder and W&B.
+TRIAL_DRIVER_CPUS = 1.0
+
 
 class ScalingConfig(Section):
     """Training workers and their resources, plus the CPUs kept free for the Ray Data pipeline."""
@@ -37,3 +40,8 @@ class ScalingConfig(Section):
     @property
     def training_cpus(self) -> float:
         return self.num_workers * self.cpus_per_worker
+
+    @property
+    def trial_cpus(self) -> float:
+        """CPUs one sweep trial holds: its driver actor, its workers and Ray Data's."""
+        return TRIAL_DRIVER_CPUS + self.training_cpus + self.data_cpus

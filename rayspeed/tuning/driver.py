@@ -14,7 +14,7 @@ import ray
 from ray import tune
 
 from rayspeed.config.experiment import ExperimentConfig
-from rayspeed.config.scaling import ScalingConfig
+from rayspeed.config.scaling import TRIAL_DRIVER_CPUS, ScalingConfig
 from rayspeed.errors import ClusterError
 from rayspeed.runs.output import Terminal
 from rayspeed.runs.storage import RunStorage
@@ -23,7 +23,6 @@ from rayspeed.tuning.progress import TrialTable
 from rayspeed.tuning.report import SweepSummary, summarize_sweep
 from rayspeed.tuning.trial import TRIALS_FOLDER, SweepSpec, TrialRun
 
-TRIAL_DRIVER_CPUS = 1.0  # the trial actor: data preparation, the run's recorder and W&B
 # Tune checkpoints: under PBT copies of a trial's latest DeepSpeed checkpoint to clone; under ASHA
 # which run and step a paused trial is at.
 TUNE_CHECKPOINTS_KEPT = 3
@@ -35,7 +34,7 @@ def embedded_cpus(cfg: ExperimentConfig) -> int:
     """Logical CPUs for an embedded Ray running the sweep: room for `tune.max_concurrent_trials`
     trials, by default as many as the machine's cores hold (at least one)."""
     scaling, cores = cfg.scaling, os.cpu_count() or 1
-    per_trial = TRIAL_DRIVER_CPUS + scaling.training_cpus + scaling.data_cpus
+    per_trial = scaling.trial_cpus
     trials = cfg.tune.max_concurrent_trials or max(1, math.floor(cores / per_trial))
     return max(cores, math.ceil(per_trial * trials))
 
@@ -46,7 +45,7 @@ def trial_concurrency(scaling: ScalingConfig, total: Mapping[str, float], limit:
     Raises:
         ClusterError: not even one trial fits.
     """
-    cpus = TRIAL_DRIVER_CPUS + scaling.training_cpus + scaling.data_cpus
+    cpus = scaling.trial_cpus
     fits = math.floor(total.get("CPU", 0) / cpus + 1e-9)
     if scaling.use_gpu:
         fits = min(fits, math.floor(total.get("GPU", 0) / (scaling.num_workers * scaling.gpus_per_worker) + 1e-9))

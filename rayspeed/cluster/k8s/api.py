@@ -71,41 +71,51 @@ class KubeCluster:
         return client.ApiClient(configuration)
 
     def create(self, manifests: list[dict], *, dry_run: bool) -> list[str]:
-        """Creates the RayJob (or RayCluster), then its ConfigMaps owned by it, so deleting the RayJob
-        deletes them too. Refused before anything is written when the RayJob exists; a ConfigMap that
-        fails takes its RayJob back out.
+        """Creates the ConfigMaps, then the RayJob (or RayCluster), then makes it their owner, so that
+        deleting it deletes them too. Refused before anything is written when the RayJob exists; a
+        RayJob the server refuses takes its ConfigMaps back out.
 
         Returns:
             one line per object, e.g. `rayjob.ray.io/digits created (server dry run)`.
         """
-        custom = [m for m in manifests if m["apiVersion"].split("/")[0] == RAY_GROUP]
-        config_maps = [m for m in manifests if m["kind"] == "ConfigMap" and m["apiVersion"] == "v1"]
-        if other := [m for m in manifests if m not in custom and m not in config_maps]:
-            raise ClusterError(f"{other[0]['kind']}/{other[0]['metadata'].get('name')}: not created by rayspeed "
-                               "(only RayJob, RayCluster and ConfigMap); use kubectl for it")
+        config_maps, custom = _split(manifests)
         for manifest in custom:
-            if self._exists(manifest):
+            if self._call(_ref(manifest), lambda m=manifest: self._get(m), missing_ok=True) is not None:
                 raise ClusterError(f"{_ref(manifest)} already exists: `rayspeed k8s delete "
-                                   f"{manifest['metadata']['name']}` first, or choose a new run.name")
+                                   f"{manifest['metadata']['name']} -n {_namespace(manifest)}` first, or choose a "
+                                   "new run.name")
         options = {"dry_run": "All" if dry_run else None, "field_validation": "Strict",
                    "_request_timeout": REQUEST_TIMEOUT_S}
         suffix = " (server dry run)" if dry_run else ""
-        done, created = [], []
-        for manifest in custom:
-            created.append(self._call(_ref(manifest), lambda m=manifest: self.custom.create_namespaced_custom_object(
-                RAY_GROUP, m["apiVersion"].split("/")[1], _namespace(m), PLURALS[m["kind"]], m, **options)))
-            done.append(f"{_ref(manifest)} created{suffix}")
+        for manifest in config_maps:
+            self._put_config_map(manifest, options)
         try:
-            for manifest in config_maps:
-                body = _owned_by(manifest, created[0]) if created and not dry_run else manifest
-                self._call(_ref(manifest), lambda b=body: self.core.create_namespaced_config_map(
-                    _namespace(b), b, **options))
-                done.append(f"{_ref(manifest)} created{suffix}")
+            owners = [self._call(_ref(m), lambda m=m: self.custom.create_namespaced_custom_object(
+                RAY_GROUP, m["apiVersion"].split("/")[1], _namespace(m), PLURALS[m["kind"]], m, **options))
+                for m in custom]
         except ClusterError:
-            for manifest in created if not dry_run else []:
-                self.delete(manifest["kind"], manifest["metadata"]["name"], namespace=_namespace(manifest))
+            for manifest in config_maps if not dry_run else []:
+                self._call(_ref(manifest), lambda m=manifest: self.core.delete_namespaced_config_map(
+                    m["metadata"]["name"], _namespace(m), _request_timeout=REQUEST_TIMEOUT_S), missing_ok=True)
             raise
-        return done
+        for manifest in config_maps if owners and not dry_run else []:
+            self._call(_ref(manifest), lambda m=manifest: self.core.patch_namespaced_config_map(
+                m["metadata"]["name"], _namespace(m), {"metadata": {"ownerReferences": [_owner(owners[0])]}},
+                _request_timeout=REQUEST_TIMEOUT_S))
+        return [f"{_ref(manifest)} created{suffix}" for manifest in [*config_maps, *custom]]
+
+    def _get(self, manifest: dict) -> dict:
+        return self.custom.get_namespaced_custom_object(
+            RAY_GROUP, manifest["apiVersion"].split("/")[1], _namespace(manifest), PLURALS[manifest["kind"]],
+            manifest["metadata"]["name"], _request_timeout=REQUEST_TIMEOUT_S)
+
+    def _put_config_map(self, manifest: dict, options: dict) -> None:
+        """Creates it, or replaces one of the same name (left while its deleted RayJob is collected)."""
+        created = self._call(_ref(manifest), lambda: self.core.create_namespaced_config_map(
+            _namespace(manifest), manifest, **options), conflict_ok=True)
+        if created is None:
+            self._call(_ref(manifest), lambda: self.core.replace_namespaced_config_map(
+                manifest["metadata"]["name"], _namespace(manifest), manifest, **options))
 
     def status(self, name: str, *, namespace: str) -> RayJobStatus:
         found = self._call(f"rayjob.ray.io/{name}", lambda: self.custom.get_namespaced_custom_object(
@@ -131,8 +141,11 @@ class KubeCluster:
         response = self._call(f"log of pod {pod}", lambda: self.core.read_namespaced_pod_log(
             pod, namespace, follow=follow, _preload_content=False,
             _request_timeout=(REQUEST_TIMEOUT_S[0], None) if follow else REQUEST_TIMEOUT_S))
-        for chunk in response.stream(4096):
-            yield chunk.decode(errors="replace")
+        try:
+            for chunk in response.stream(4096):
+                yield chunk.decode(errors="replace")
+        except HTTPError as error:
+            raise ClusterError(f"log of pod {pod}: the stream from {self.server} broke off: {error}") from None
 
     def crds(self) -> list[dict]:
         """The cluster's CustomResourceDefinitions, as raw JSON (the schema's own field names)."""
@@ -141,23 +154,13 @@ class KubeCluster:
             _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S))
         return json.loads(response.data)["items"]
 
-    def _exists(self, manifest: dict) -> bool:
-        try:
-            self.custom.get_namespaced_custom_object(RAY_GROUP, manifest["apiVersion"].split("/")[1],
-                                                     _namespace(manifest), PLURALS[manifest["kind"]],
-                                                     manifest["metadata"]["name"], _request_timeout=REQUEST_TIMEOUT_S)
-        except client.ApiException as error:
-            if _reason(error) == "NotFound":
-                return False
-            raise self._refused(_ref(manifest), error) from None
-        except HTTPError as error:
-            raise self._unreachable(error) from None
-        return True
-
-    def _call(self, what: str, request: Callable):
+    def _call(self, what: str, request: Callable, *, missing_ok: bool = False, conflict_ok: bool = False):
+        """The request's result; None for a missing object (`missing_ok`) or an existing one (`conflict_ok`)."""
         try:
             return request()
         except client.ApiException as error:
+            if (missing_ok and _reason(error) == "NotFound") or (conflict_ok and _reason(error) == "AlreadyExists"):
+                return None
             raise self._refused(what, error) from None
         except HTTPError as error:
             raise self._unreachable(error) from None
@@ -192,10 +195,26 @@ def _pod_namespace() -> str:
         return "default"
 
 
-def _owned_by(manifest: dict, owner: dict) -> dict:
-    reference = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
-                 "uid": owner["metadata"]["uid"], "blockOwnerDeletion": False}
-    return {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [reference]}}
+def _split(manifests: list) -> tuple[list[dict], list[dict]]:
+    """(ConfigMaps, ray.io objects); anything else, or a document that is not an object, is refused."""
+    config_maps, custom = [], []
+    for i, manifest in enumerate(manifests):
+        if not isinstance(manifest, dict) or not all(manifest.get(key) for key in ("apiVersion", "kind", "metadata")) \
+                or not isinstance(manifest["metadata"], dict) or not manifest["metadata"].get("name"):
+            raise ClusterError(f"document {i + 1}: not a Kubernetes object (apiVersion, kind and metadata.name)")
+        if manifest["apiVersion"] == "v1" and manifest["kind"] == "ConfigMap":
+            config_maps.append(manifest)
+        elif manifest["apiVersion"].startswith(f"{RAY_GROUP}/") and manifest["kind"] in PLURALS:
+            custom.append(manifest)
+        else:
+            raise ClusterError(f"{_ref(manifest)}: rayspeed creates RayJobs, RayClusters and their ConfigMaps; "
+                               "use kubectl for other kinds")
+    return config_maps, custom
+
+
+def _owner(owner: dict) -> dict:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"], "blockOwnerDeletion": False}
 
 
 def _ref(manifest: dict) -> str:

@@ -14,8 +14,6 @@ CONTAINER_SECURITY = {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "
 HEAD_PORTS = [{"containerPort": 6379, "name": "gcs-server"}, {"containerPort": 8265, "name": "dashboard"},
               {"containerPort": 10001, "name": "client"}]
 GPU_RESOURCE = "nvidia.com/gpu"
-# Ray's object store lives in /dev/shm; a container's default one is 64 MiB.
-SHM_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -54,16 +52,16 @@ def resources(*, cpus: float, memory_gib: float, gpus: int = 0) -> dict:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def worker_pod_cpus(*, cpus_per_worker: float, data_cpus: float, num_workers: int) -> int:
-    """One training worker per pod, plus its share of the CPUs Ray Data needs beside training."""
-    return math.ceil(cpus_per_worker + data_cpus / num_workers)
+def worker_pod_cpus(*, cpus_per_worker: float, beside: float, num_workers: int) -> int:
+    """One training worker per pod, plus its share of the CPUs needed `beside` the workers."""
+    return math.ceil(cpus_per_worker + beside / num_workers)
 
 
 def pod_template(shape: PodShape, k8s: K8sConfig, *, labels: dict[str, str], workers: bool) -> dict:
     """The template of a head (workers=False) or worker pod."""
-    shm_mib = int(shape.memory_gib * SHM_SHARE * 1024)
-    mounts = [Mount("dev-shm", {"emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_mib}Mi"}}, "/dev/shm"),
-              *shape.mounts]
+    # Ray's object store lives in /dev/shm, a container's own is 64 MiB; what it holds counts against
+    # the container's memory limit.
+    mounts = [Mount("dev-shm", {"emptyDir": {"medium": "Memory"}}, "/dev/shm"), *shape.mounts]
     container = {
         "name": shape.container,
         "image": k8s.image,

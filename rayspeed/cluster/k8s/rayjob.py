@@ -9,10 +9,10 @@ import re
 import shlex
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import PurePosixPath
 
 import yaml
 
+from rayspeed.cluster.k8s.experiment import as_on_the_cluster, on_object_storage
 from rayspeed.cluster.k8s.pods import (
     HEAD_PORTS,
     Mount,
@@ -22,10 +22,7 @@ from rayspeed.cluster.k8s.pods import (
     submitter_template,
     worker_pod_cpus,
 )
-from rayspeed.config.data import has_uri_scheme
 from rayspeed.config.experiment import ExperimentConfig
-from rayspeed.config.load import apply_overrides
-from rayspeed.config.redact import redact_uri
 from rayspeed.errors import ConfigError
 
 EXPERIMENT_DIR = "/etc/rayspeed"
@@ -34,6 +31,8 @@ EXPERIMENT_FILE = "experiment.yaml"
 MAX_JOB_NAME = 47
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RUN_LABEL = "rayspeed.io/run"
+# The Ray node label KubeRay sets from a pod's worker group (what scaling.data_node_labels can name).
+NODE_GROUP_LABEL = "ray.io/node-group"
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def render_rayjob(cfg: ExperimentConfig, *, verb: str, source: str) -> Rendered:
     """The ConfigMap holding the resolved experiment, then the RayJob that runs `rayspeed <verb>` on it.
 
     Takes the whole config: the ConfigMap carries every section, the RayJob reads `k8s`, `scaling`,
-    `run` and `tracking`.
+    `run`, `tracking` and `tune`.
 
     Args:
         verb: `train` or `tune`.
@@ -85,96 +84,87 @@ def render_rayjob(cfg: ExperimentConfig, *, verb: str, source: str) -> Rendered:
     Raises:
         ConfigError: the experiment carries credentials (they belong in Secrets), or cannot run there.
     """
-    cfg, notes = _as_on_the_cluster(cfg)
-    name = job_name(cfg.run.name)
+    cfg, notes = as_on_the_cluster(cfg)
+    k8s, name = cfg.k8s, job_name(cfg.run.name)
     labels = {"app.kubernetes.io/name": "rayspeed", "app.kubernetes.io/component": verb, RUN_LABEL: name}
     experiment = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": f"{name}-experiment", "namespace": cfg.k8s.namespace, "labels": labels,
+        "metadata": {"name": f"{name}-experiment", "namespace": k8s.namespace, "labels": labels,
                      "annotations": {"rayspeed.io/source": source}},
         "data": {EXPERIMENT_FILE: yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)},
     }
-    job_labels = {**labels, **({KUEUE_QUEUE_LABEL: cfg.k8s.queue} if cfg.k8s.queue else {})}
-    k8s = cfg.k8s
+    # The job's shell starts in the image's project directory, as `rayspeed` would on a laptop: relative
+    # data and tokenizer paths and the model's module are found there.
+    command = shlex.join(["python", "-m", "rayspeed", verb, f"{EXPERIMENT_DIR}/{EXPERIMENT_FILE}"])
     rayjob = {
         "apiVersion": "ray.io/v1",
         "kind": "RayJob",
-        "metadata": {"name": name, "namespace": k8s.namespace, "labels": job_labels},
+        "metadata": {"name": name, "namespace": k8s.namespace,
+                     "labels": {**labels, **({KUEUE_QUEUE_LABEL: k8s.queue} if k8s.queue else {})}},
         "spec": {
-            "entrypoint": f"python -m rayspeed {shlex.join([verb, f'{EXPERIMENT_DIR}/{EXPERIMENT_FILE}'])}",
+            "entrypoint": f"cd {shlex.quote(k8s.working_dir)} && {command}",
             "shutdownAfterJobFinishes": k8s.shutdown_after_finished,
-            "ttlSecondsAfterFinished": k8s.ttl_after_finished_s,
+            # KubeRay refuses a TTL on a cluster that is kept.
+            "ttlSecondsAfterFinished": k8s.ttl_after_finished_s if k8s.shutdown_after_finished else 0,
             "backoffLimit": k8s.backoff_limit,
             "activeDeadlineSeconds": k8s.active_deadline_s,
             "submitterPodTemplate": submitter_template(k8s, labels=labels),
-            "rayClusterSpec": _ray_cluster(cfg, config_map=experiment["metadata"]["name"], labels=labels),
+            "rayClusterSpec": _ray_cluster(cfg, sweep=verb == "tune", config_map=experiment["metadata"]["name"],
+                                           labels=labels),
         },
     }
     return Rendered(manifests=[experiment, rayjob], notes=notes)
 
 
-def _as_on_the_cluster(cfg: ExperimentConfig) -> tuple[ExperimentConfig, list[str]]:
-    """The experiment as the head pod reads it: relative data paths inside the image's project
-    directory, local run storage on the shared runs volume. Refuses credentials in values."""
-    leaked = _credential_fields(cfg.model_dump(mode="json"))
-    if leaked:
-        raise ConfigError([f"{path}: carries credentials, which would be readable in the ConfigMap; put them in "
-                           f"the Secret k8s.storage_secret ({cfg.k8s.storage_secret}) instead" for path in leaked])
-    changes, notes = {}, []
-    if cfg.data.is_local and not PurePosixPath(cfg.data.source).is_absolute():
-        changes["data.source"] = str(PurePosixPath(cfg.k8s.working_dir) / cfg.data.source)
-    if not has_uri_scheme(cfg.run.storage_path) and cfg.run.storage_path != cfg.k8s.runs_mount_path:
-        changes["run.storage_path"] = cfg.k8s.runs_mount_path
-        notes.append(f"run.storage_path {cfg.run.storage_path!r} would be one pod's own disk: the RayJob stores "
-                     f"the run on the volume claim {cfg.k8s.runs_volume_claim!r} at {cfg.k8s.runs_mount_path} "
-                     "(or set run.storage_path to object storage, s3://bucket/runs)")
-    return (apply_overrides(cfg, changes, source="k8s render") if changes else cfg), notes
-
-
-def _credential_fields(value, path: str = "") -> list[str]:
-    """Fields whose values are URIs with credentials in them (user:password@, ?secret_key=)."""
-    if isinstance(value, dict):
-        return [leak for key, item in value.items() for leak in _credential_fields(item, f"{path}.{key}")]
-    if isinstance(value, list):
-        return [leak for i, item in enumerate(value) for leak in _credential_fields(item, f"{path}[{i}]")]
-    return [path.lstrip(".")] if isinstance(value, str) and redact_uri(value) != value else []
-
-
-def _ray_cluster(cfg: ExperimentConfig, *, config_map: str, labels: dict[str, str]) -> dict:
+def _ray_cluster(cfg: ExperimentConfig, *, sweep: bool, config_map: str, labels: dict[str, str]) -> dict:
+    """One worker pod per training worker of every trial running at once (`tune.max_concurrent_trials`,
+    default 1). Besides its worker, a pod holds its share of the CPUs Ray Data needs and, in a sweep,
+    of the trial's own actor: the head has no CPUs for them."""
     k8s, scaling = cfg.k8s, cfg.scaling
-    on_volume = not has_uri_scheme(cfg.run.storage_path)
-    runs = [Mount("runs", {"persistentVolumeClaim": {"claimName": k8s.runs_volume_claim}}, k8s.runs_mount_path)]
-    shared = runs if on_volume else []
+    trials = (cfg.tune.max_concurrent_trials or 1) if sweep else 1
+    group = "gpu" if scaling.use_gpu else "cpu"
+    _check_data_labels(scaling.data_node_labels, group=group)
+    shared = [] if on_object_storage(cfg.run.storage_path) else [
+        Mount("runs", {"persistentVolumeClaim": {"claimName": k8s.runs_volume_claim}}, k8s.runs_mount_path)]
     storage = [(k8s.storage_secret, False)] if k8s.storage_secret else []
     wandb = [(k8s.wandb_secret, cfg.tracking.mode == "online")] if k8s.wandb_secret else []
     head = PodShape(
         container="ray-head", cpus=k8s.head_cpus, memory_gib=k8s.head_memory_gib, secrets=[*wandb, *storage],
         mounts=[Mount("experiment", {"configMap": {"name": config_map}}, EXPERIMENT_DIR, read_only=True), *shared],
         ports=HEAD_PORTS)
+    beside = scaling.trial_cpus - scaling.training_cpus if sweep else scaling.data_cpus
     worker = PodShape(
         container="ray-worker", memory_gib=k8s.worker_memory_gib, gpus=1 if scaling.use_gpu else 0,
-        cpus=worker_pod_cpus(cpus_per_worker=scaling.cpus_per_worker, data_cpus=scaling.data_cpus,
-                             num_workers=scaling.num_workers),
+        cpus=worker_pod_cpus(cpus_per_worker=scaling.cpus_per_worker, beside=beside, num_workers=scaling.num_workers),
         secrets=storage, mounts=shared)
-    replicas = scaling.num_workers
+    replicas = scaling.num_workers * trials
+    autoscaling = not k8s.queue  # Kueue admits fixed clusters only
     return {
         "rayVersion": _ray_version(),
-        "enableInTreeAutoscaling": True,
-        "autoscalerOptions": autoscaler_options(),
+        "enableInTreeAutoscaling": autoscaling,
+        **({"autoscalerOptions": autoscaler_options()} if autoscaling else {}),
         "headGroupSpec": {
             "rayStartParams": {"num-cpus": "0"},  # the driver and controller need none; training lands on workers
             "template": pod_template(head, k8s, labels=labels, workers=False),
         },
         "workerGroupSpecs": [{
-            "groupName": "gpu" if scaling.use_gpu else "cpu",
+            "groupName": group,
             "replicas": replicas,
             "minReplicas": replicas,
-            "maxReplicas": k8s.max_worker_replicas or replicas,
+            "maxReplicas": max(replicas, k8s.max_worker_replicas or replicas),
             "rayStartParams": {},
             "template": pod_template(worker, k8s, labels=labels, workers=True),
         }],
     }
+
+
+def _check_data_labels(labels: dict[str, str], *, group: str) -> None:
+    """Ray Data tasks pinned to node labels no pod carries would wait forever."""
+    if labels and labels != {NODE_GROUP_LABEL: group}:
+        raise ConfigError(f"scaling.data_node_labels: no pod of the rendered RayJob carries {labels}: its one "
+                          f"worker group labels its Ray nodes {{{NODE_GROUP_LABEL}: {group}}}; use that or leave "
+                          "it empty")
 
 
 def _ray_version() -> str:

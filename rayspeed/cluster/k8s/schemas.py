@@ -5,21 +5,22 @@ Messages name the field path the way the API server does."""
 
 import copy
 import functools
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import celpy
 import jsonschema
+import kubernetes_validate
 import yaml
 
+from rayspeed.config.k8s import DNS_LABEL, DNS_SUBDOMAIN
 from rayspeed.errors import ConfigError
 
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # ObjectMeta as the API server reads it: what a manifest may set, and what `get -o yaml` adds.
 OBJECT_META = {"type": "object", "additionalProperties": False, "properties": {
     "name": {"type": "string", "maxLength": 253, "pattern": DNS_SUBDOMAIN},
     "generateName": {"type": "string"},
-    "namespace": {"type": "string", "maxLength": 63, "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+    "namespace": {"type": "string", "maxLength": 63, "pattern": DNS_LABEL},
     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
     "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
     **{name: {} for name in ("ownerReferences", "finalizers", "uid", "resourceVersion", "generation",
@@ -110,15 +111,11 @@ def _cel_violations(schema: dict, value, *, path: str) -> Iterator[str]:
 
 
 def _cel_holds(rule: str, value) -> bool:
-    import celpy
-
     return bool(_cel_program(rule).evaluate({"self": celpy.json_to_cel(value)}))
 
 
 @functools.cache
 def _cel_program(rule: str):
-    import celpy  # imported with the first rule: most manifests reach no CEL rule at all
-
     environment = celpy.Environment()
     return environment.program(environment.compile(rule))
 
@@ -153,18 +150,15 @@ class ManifestValidator:
         key = (manifest["apiVersion"], manifest["kind"])
         if key in self.custom:
             return self.custom[key].errors(manifest)
-        if "." in manifest["apiVersion"].split("/")[0] and not manifest["apiVersion"].startswith("k8s.io"):
-            return [f"<root>: no CRD schema for {key[0]} {key[1]}: give the CRD with --crds or --from-cluster"]
         return _builtin_errors(manifest)
 
 
 def _builtin_errors(manifest: dict) -> list[str]:
-    import kubernetes_validate  # its schemas of every built-in kind load on first use
-
     try:
         kubernetes_validate.validate(manifest, kubernetes_validate.latest_version(), strict=True)
     except kubernetes_validate.SchemaNotFoundError:
-        return [f"<root>: {manifest['apiVersion']} {manifest['kind']} is neither a built-in kind nor a known CRD"]
+        return [f"<root>: no schema for {manifest['apiVersion']} {manifest['kind']}: not a built-in kind; give "
+                "its CRD with --crds or --from-cluster"]
     except kubernetes_validate.ValidationError as error:
         return _describe(error)
     return []
@@ -181,9 +175,3 @@ def load_documents(path: str | Path) -> list[dict]:
         return [doc for doc in yaml.load_all(text, Loader=loader) if doc]
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-
-
-def crds_from_json(payload: bytes) -> list[dict]:
-    """The items of a CustomResourceDefinitionList as the server sent them (raw JSON keeps the
-    schema's own field names, which the client's models would rename)."""
-    return json.loads(payload)["items"]

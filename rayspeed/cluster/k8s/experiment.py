@@ -1,0 +1,60 @@
+"""The experiment as the pods of a RayJob read it: run storage every pod shares, and no credentials
+in what becomes a ConfigMap (readable by anyone who may read the namespace's ConfigMaps)."""
+
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.config.load import apply_overrides
+from rayspeed.config.redact import redact, redact_uri
+from rayspeed.errors import ConfigError
+
+# Schemes pyarrow reads from the machine's own disk: one pod's, on Kubernetes.
+LOCAL_SCHEMES = ("file://", "local://")
+# Sections whose keys the user chooses (so a key may name a secret); typed fields never hold one.
+FREE_FORM = ("deepspeed.", "model.args.")
+
+
+def on_object_storage(path: str) -> bool:
+    return "://" in path and not path.startswith(LOCAL_SCHEMES)
+
+
+def as_on_the_cluster(cfg: ExperimentConfig) -> tuple[ExperimentConfig, list[str]]:
+    """The experiment with a run storage every pod sees, and notes on what was changed.
+
+    A local `run.storage_path` would be one pod's own disk, lost with the pod and unseen by the
+    others: the run goes on the runs volume instead (a path already on it is kept).
+
+    Raises:
+        ConfigError: a value carries credentials (they belong in the Secret k8s.storage_secret).
+    """
+    if leaked := credential_fields(cfg.model_dump(mode="json")):
+        raise ConfigError([f"{path}: carries credentials, which would be readable in the ConfigMap; give them "
+                           f"to the pods from a Secret (k8s.storage_secret, k8s.wandb_secret)" for path in leaked])
+    storage, mount = cfg.run.storage_path, PurePosixPath(cfg.k8s.runs_mount_path)
+    local = PurePosixPath(storage.split("://", 1)[-1])
+    if on_object_storage(storage) or local.is_relative_to(mount):
+        return cfg, []
+    note = (f"run.storage_path {storage!r} would be one pod's own disk: the RayJob stores the run on the "
+            f"volume claim {cfg.k8s.runs_volume_claim!r} at {mount} (or set run.storage_path to object "
+            "storage, s3://bucket/runs)")
+    return apply_overrides(cfg, {"run.storage_path": str(mount)}, source="k8s render"), [note]
+
+
+def credential_fields(values: dict) -> list[str]:
+    """Paths of URIs with credentials in them (user:password@, ?secret_key=) anywhere, and of
+    secret-looking keys (api_key, token, ...) in the free-form sections."""
+    return [path for path, key, value in _leaves(values, path="", key="") if isinstance(value, str) and (
+        redact_uri(value) != value or (path.startswith(FREE_FORM) and redact(value, key) != value))]
+
+
+def _leaves(value, *, path: str, key: str) -> Iterator[tuple[str, str, object]]:
+    """(dotted path, the key it is under, value) of every scalar; list items keep their list's key."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _leaves(item, path=f"{path}.{name}".lstrip("."), key=str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _leaves(item, path=f"{path}[{i}]", key=key)
+    else:
+        yield path, key, value
