@@ -98,7 +98,7 @@ def test_render_takes_workers_and_resources_from_scaling():
     cfg = load_config(REPO / "examples/digits.yaml", [
         "scaling.num_workers=4", "scaling.cpus_per_worker=2", "scaling.data_cpus=4", "scaling.use_gpu=true",
         "train.precision=bf16", "k8s.max_worker_replicas=6", "k8s.node_selector={pool: a100}",
-        "run.storage_path=s3://bucket/runs", "k8s.backoff_limit=2", "run.resume=auto"])
+        "run.storage_path=s3://bucket/runs", "k8s.backoff_limit=2", "run.resume=auto", "tracking.mode=online"])
     config_map, job = render_rayjob(cfg, verb="train", source="digits.yaml").manifests
     group = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     assert (group["groupName"], group["replicas"], group["minReplicas"], group["maxReplicas"]) == ("gpu", 4, 4, 6)
@@ -109,6 +109,11 @@ def test_render_takes_workers_and_resources_from_scaling():
     assert job["spec"]["backoffLimit"] == 2 and job["spec"]["rayClusterSpec"]["enableInTreeAutoscaling"] is True
     head = job["spec"]["rayClusterSpec"]["headGroupSpec"]
     assert head["rayStartParams"] == {"num-cpus": "0"}
+    # W&B runs in the head's driver (its key only there); storage credentials reach every pod.
+    assert head["template"]["spec"]["containers"][0]["envFrom"] == [
+        {"secretRef": {"name": "rayspeed-wandb", "optional": False}},  # tracking.mode online: required
+        {"secretRef": {"name": "rayspeed-storage", "optional": True}}]
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "rayspeed-storage", "optional": True}}]
     mounted = [mount["name"] for mount in head["template"]["spec"]["containers"][0]["volumeMounts"]]
     assert "runs" not in mounted  # object storage: no runs volume
     assert yaml.safe_load(config_map["data"]["experiment.yaml"])["run"]["storage_path"] == "s3://bucket/runs"
