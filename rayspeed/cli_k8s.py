@@ -5,6 +5,7 @@ import argparse
 import importlib
 import sys
 
+from rayspeed.cli_arguments import config_arguments
 from rayspeed.config import load_config
 from rayspeed.errors import ConfigError
 
@@ -47,9 +48,7 @@ def add_k8s_parser(verbs) -> None:
 
 
 def _experiment_arguments(parser: argparse.ArgumentParser, *, config_required: bool) -> None:
-    parser.add_argument("config", nargs=None if config_required else "?", help="experiment YAML file")
-    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
-                        help="dotted overrides, validated like the file (e.g. k8s.image=registry/rayspeed:1)")
+    config_arguments(parser, required=config_required)
     parser.add_argument("--tune", action="store_true", help="run the sweep (`rayspeed tune`) instead of one run")
     parser.add_argument("--image", help="the pods' image (sets k8s.image)")
     parser.add_argument("--namespace", help="sets k8s.namespace")
@@ -77,8 +76,8 @@ def _rendered(args):
     flags = {"k8s.image": args.image, "k8s.namespace": args.namespace}
     overrides = [*args.overrides, *(f"{key}={value}" for key, value in flags.items() if value)]
     cfg = load_config(args.config, overrides)
-    if args.tune and cfg.tune is None:
-        raise ConfigError(f"{args.config}: tune: required by --tune but missing")
+    if args.tune:
+        cfg.require_tune(source=args.config, verb="--tune")
     rendered = render_rayjob(cfg, verb="tune" if args.tune else "train", source=args.config)
     for note in rendered.notes:
         print(f"rayspeed: {note}", file=sys.stderr)

@@ -34,10 +34,10 @@ def kustomize(directory: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def rendered(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`rayspeed k8s render ...` in a fresh process, from the repository root."""
-    return subprocess.run([sys.executable, "-m", "rayspeed", "k8s", "render", *args], capture_output=True,
-                          text=True, timeout=120, cwd=REPO, env=env)
+def rayspeed_k8s(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`rayspeed k8s ...` in a fresh process from the repository root, running this checkout's code."""
+    return subprocess.run([sys.executable, "-m", "rayspeed", "k8s", *args], capture_output=True, text=True,
+                          timeout=180, cwd=REPO, env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO)})
 
 
 def pod_specs(manifest: dict) -> list[dict]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_support import KUSTOMIZATIONS, REPO, containers, crd_dir, kustomize, rendered
+from k8s_support import KUSTOMIZATIONS, REPO, containers, crd_dir, kustomize, rayspeed_k8s
 
 from rayspeed.cluster.k8s.rayjob import job_name, render_rayjob
 from rayspeed.cluster.k8s.schemas import ManifestValidator
@@ -191,16 +191,15 @@ def test_render_refuses_credentials_in_values_and_retries_without_resume():
 
 
 def test_the_cli_renders_without_secrets_and_refuses_bad_flags_with_the_field():
-    env = {**os.environ, **SECRETS, "PYTHONPATH": str(REPO)}
-    result = rendered("examples/digits.yaml", "--image", "registry.example/rayspeed:1", "--namespace", "ml",
-                      env=env)
+    result = rayspeed_k8s("render", "examples/digits.yaml", "--image", "registry.example/rayspeed:1", "--namespace",
+                          "ml", env=SECRETS)
     assert result.returncode == 0, result.stderr
     assert "run.storage_path '~/rayspeed_runs' would be one pod's own disk" in result.stderr
     assert not any(secret in result.stdout for secret in SECRETS.values())
     config_map, job = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     assert job["metadata"]["namespace"] == config_map["metadata"]["namespace"] == "ml"
     assert {c["image"] for c, _ in containers(job) if "image" in c} == {"registry.example/rayspeed:1"}
-    refused = rendered("examples/digits.yaml", "--namespace", "Bad_NS", env=env)
+    refused = rayspeed_k8s("render", "examples/digits.yaml", "--namespace", "Bad_NS", env=SECRETS)
     assert refused.returncode == 2 and refused.stderr.startswith("rayspeed: examples/digits.yaml: k8s.namespace:")
 
 
@@ -245,8 +244,7 @@ def test_broken_manifests_fail_with_the_field_path(validator, tmp_path):
         assert any(error.startswith(expected) for error in errors), (name, errors)
         path = tmp_path / "broken.yaml"
         path.write_text(yaml.safe_dump(broken))
-        result = subprocess.run([sys.executable, "-m", "rayspeed", "k8s", "validate", str(path), "--crds",
-                                 str(crd_dir())], capture_output=True, text=True, timeout=120)
+        result = rayspeed_k8s("validate", str(path), "--crds", str(crd_dir()))
         assert result.returncode == 1 and f"RayJob/{broken['metadata']['name']}: {expected}" in result.stdout, name
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"n": 3}}
     assert validator.errors(config_map) == ["data.n: 3 is not of type 'string', 'null'"]
@@ -256,8 +254,7 @@ def test_broken_manifests_fail_with_the_field_path(validator, tmp_path):
     assert no_crd == ["<root>: no schema for ray.io/v1 RayJob: not a built-in kind; give its CRD with --crds or "
                       "--from-cluster"]
     (tmp_path / "scalar.yaml").write_text("just text\n")
-    result = subprocess.run([sys.executable, "-m", "rayspeed", "k8s", "validate", str(tmp_path / "scalar.yaml")],
-                            capture_output=True, text=True, timeout=120)
+    result = rayspeed_k8s("validate", str(tmp_path / "scalar.yaml"))
     assert result.returncode == 1 and "scalar.yaml: document 1: <root>: apiVersion and kind" in result.stdout
 
 
@@ -278,12 +275,8 @@ def test_an_unreachable_api_server_fails_in_seconds(tmp_path):
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u", "namespace": "ml"}}]}))
     for args in (["status", "digits"], ["apply", "examples/digits.yaml", "--dry-run=server"]):
-        result = subprocess.run([sys.executable, "-m", "rayspeed", "k8s", *args, "--kubeconfig", str(kubeconfig)],
-                                capture_output=True, text=True, timeout=60, cwd=REPO,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        result = rayspeed_k8s(*args, "--kubeconfig", str(kubeconfig))
         assert result.returncode == 2, result.stderr
         assert "cannot reach the Kubernetes API server at https://127.0.0.1:1" in result.stderr.splitlines()[-1]
-    missing = subprocess.run([sys.executable, "-m", "rayspeed", "k8s", "status", "digits"], capture_output=True,
-                             text=True, timeout=60, cwd=REPO,
-                             env={**os.environ, "PYTHONPATH": str(REPO), "KUBECONFIG": str(tmp_path / "none")})
+    missing = rayspeed_k8s("status", "digits", env={"KUBECONFIG": str(tmp_path / "none")})
     assert missing.returncode == 2 and missing.stderr.startswith("rayspeed: no Kubernetes cluster configured")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k8s_support import KUSTOMIZATIONS, REPO, crd_dir, kustomize, shared_k8s
+from k8s_support import KUSTOMIZATIONS, REPO, crd_dir, kustomize, rayspeed_k8s, shared_k8s
 
 from rayspeed.cluster.k8s.schemas import ManifestValidator
 
@@ -101,15 +101,11 @@ def _install_crds(kubeconfig: str) -> None:
 
 
 def k8s(kubeconfig: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "rayspeed", "k8s", *args], capture_output=True, text=True,
-                          timeout=180, cwd=REPO, env=env)
+    return rayspeed_k8s(*args, env={"KUBECONFIG": kubeconfig})
 
 
 def rendered_rayjob(tmp_path: Path, *overrides: str) -> tuple[Path, dict]:
-    result = subprocess.run([sys.executable, "-m", "rayspeed", "k8s", "render", "examples/digits.yaml", *overrides],
-                            capture_output=True, text=True, timeout=120, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = rayspeed_k8s("render", "examples/digits.yaml", *overrides)
     assert result.returncode == 0, result.stderr
     job = next(doc for doc in yaml.safe_load_all(result.stdout) if doc and doc["kind"] == "RayJob")
     path = tmp_path / "rayjob.yaml"

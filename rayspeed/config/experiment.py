@@ -17,6 +17,7 @@ from rayspeed.config.section import Section
 from rayspeed.config.tracking import TrackingConfig
 from rayspeed.config.train import TrainConfig
 from rayspeed.config.tune import TuneConfig
+from rayspeed.errors import ConfigError
 
 
 class ExperimentConfig(Section):
@@ -46,6 +47,17 @@ class ExperimentConfig(Section):
         if problems:
             raise ValueError(" | ".join(problems))
         return self
+
+    def require_tune(self, *, source: str, verb: str) -> TuneConfig:
+        """The search, for a verb that runs one.
+
+        Raises:
+            ConfigError: the file has no tune section.
+        """
+        if self.tune is None:
+            raise ConfigError(f"{source}: tune: required by `{verb}` but missing (a search space, "
+                              "e.g. tune: {space: {train.lr: {loguniform: [1.0e-4, 1.0e-2]}}})")
+        return self.tune
 
     @property
     def batch(self) -> BatchPlan:
