@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Mapping
 
 import yaml
@@ -15,7 +16,7 @@ from rayspeed.cli_k8s import add_k8s_parser
 from rayspeed.config import ExperimentConfig, load_config
 from rayspeed.config.preflight import importable_from, preflight
 from rayspeed.config.redact import redact
-from rayspeed.errors import ClusterError, ConfigError, DataError, RayspeedError, TrainingFailed
+from rayspeed.errors import ClusterError, ConfigError, DataError, RayspeedError, RunStopped, TrainingFailed
 
 USER_ERROR_EXIT = 2
 STOPPED_EXIT = 128 + signal.SIGTERM
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         how = "stopped by SIGTERM" if _stopping else "interrupted"
         print(f"rayspeed: {how}; a run keeps its checkpoints: continue it with --resume", file=sys.stderr)
         return STOPPED_EXIT if _stopping else INTERRUPTED_EXIT
+    except RunStopped as error:
+        print(f"rayspeed: stopped by SIGTERM; {error}", file=sys.stderr)
+        return STOPPED_EXIT
     except TrainingFailed as error:
         print(f"rayspeed: {error}", file=sys.stderr)
         return 1
@@ -46,6 +50,17 @@ def _stop(signum, frame) -> None:
     A KeyboardInterrupt, because Ray's blocking calls drop any other exception a handler raises."""
     _stopping.append(signum)
     raise KeyboardInterrupt
+
+
+def _stop_gracefully(requested: threading.Event):
+    """A training run's first SIGTERM asks it to checkpoint at the next step and stop
+    (`run.stop_grace_s`); a second one (sent by the run itself when the grace period ends) unwinds."""
+    def handler(signum, frame) -> None:
+        if requested.is_set():
+            _stop(signum, frame)
+        requested.set()
+
+    return handler
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -115,10 +130,11 @@ def _fit_on_cluster(cfg, storage, start, terminal, *, address: str | None, code_
 
     with connect(cfg.scaling, address=address, env=env, code_dir=code_dir, code_excludes=code_excludes,
                  storage_path=cfg.run.storage_path) as where:
-        signal.signal(signal.SIGTERM, _stop)  # after ray.init, which installs its own (exit at once)
+        stop_requested = threading.Event()
+        signal.signal(signal.SIGTERM, _stop_gracefully(stop_requested))  # after ray.init, which installs its own
         terminal.say(f"cluster: {where}")
         return fit(cfg, storage=storage, start=start, wandb_mode=wandb_mode(cfg.tracking.mode, env),
-                   observers=[ProgressDisplay(terminal)])
+                   observers=[ProgressDisplay(terminal)], stop_requested=stop_requested)
 
 
 def _tune(args) -> int:

@@ -35,3 +35,11 @@ class DataError(RayspeedError):
 class TrainingFailed(RayspeedError):
     """Training raised more often than `run.max_failures` allows; the run keeps its checkpoints."""
 
+
+
+class ContinuityError(RayspeedError):
+    """A restored run would not continue at the step after its checkpoint (a gap or a repeat)."""
+
+
+class RunStopped(RayspeedError):
+    """The run stopped on request (SIGTERM) after writing a checkpoint; `--resume` continues it."""

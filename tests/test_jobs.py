@@ -94,12 +94,20 @@ def test_submitted_run_with_a_user_model_stops_and_resumes(cluster, tmp_path):
     wait_for(directory / "checkpoint_manager_snapshot.json")
     stop = rayspeed("jobs", "stop", job, env=cluster)
     assert stop.returncode == 0 and f"job {job} STOPPED" in stop.stdout, stop.stdout + stop.stderr
-    # The last checkpoint Ray Train committed (a later step_* folder may be half written: not resumed from).
-    latest = json.loads((directory / "checkpoint_manager_snapshot.json").read_text())["latest_checkpoint_result"]
+    # SIGTERM to the driver: every rank checkpoints at the next step boundary and the run ends there.
+    snapshot = json.loads((directory / "checkpoint_manager_snapshot.json").read_text())
+    latest = snapshot["latest_checkpoint_result"]
     stopped_at = latest["metrics"]["step"]
-    assert stopped_at < 3 * 22
-    assert {"train_state.json", "deepspeed"} <= {p.name for p in (directory / latest["checkpoint_dir_name"]).iterdir()}
-    assert "stopped by SIGTERM" in rayspeed("jobs", "logs", job, env=cluster).stdout
+    assert stopped_at < 3 * 22 and latest["metrics"]["stop_requested"]
+    periodic = [r["metrics"]["step"] for r in snapshot["checkpoint_results"] if "stop_requested" not in r["metrics"]]
+    assert periodic and max(periodic) < stopped_at  # newer than the last periodic checkpoint
+    assert {"train_state.json", "deepspeed", "manifest_rank1.json"} <= {
+        p.name for p in (directory / latest["checkpoint_dir_name"]).iterdir()}
+    last_row = json.loads((directory / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last_row["step"] == stopped_at and last_row["stop_requested"]
+    logs = rayspeed("jobs", "logs", job, env=cluster).stdout
+    assert "stop requested: checkpointing after the next step" in logs
+    assert f"stopped by SIGTERM; the run stopped after a checkpoint at step {stopped_at} of 66" in logs
 
     resumed = rayspeed("submit", "digits.yaml", "--resume", "--follow", env=cluster, cwd=project, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

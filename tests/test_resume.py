@@ -1,26 +1,33 @@
-"""Stopping and continuing runs with real processes and real signals.
+"""Failures and resumes with real processes and real signals: every one ends in a completed run whose
+metrics file and W&B record hold each logged step exactly once.
 
-- `rayspeed train` killed after its first checkpoint, started again: without --resume it is refused
-  and the run directory is untouched; with --resume and more epochs it continues at the next step on
-  every rank and re-plans the lr decay from there.
-- A training worker killed mid-run: Ray restarts the group from the latest checkpoint (run.max_failures);
-  every rank restores that step and trains the next one, and the metrics file and W&B record every
-  step exactly once, live rows included.
+- `rayspeed train` SIGKILLed after two checkpoints, and one file of the newest checkpoint cut short:
+  without --resume it is refused and the run directory is untouched; with --resume (and one more
+  epoch) the damaged checkpoint is named, set aside, and every rank continues after the previous one,
+  re-planning the lr decay from there.
+- A training worker SIGKILLed at a random step, then a worker of the restarted group SIGSTOPped (a
+  hang): Ray restarts the group from the latest checkpoint, the hang watchdog names the stopped rank
+  and ends that attempt, and the run ends within a point of an uninterrupted run's accuracy.
+- A node hosting a training worker removed from a cluster with a spare node: the group moves on.
+SIGTERM (a checkpoint at the next step, then --resume from it) is tested through `rayspeed jobs stop`
+in test_jobs, which is how Ray Jobs and Kubernetes deliver it.
 """
 
 import hashlib
 import json
 import math
 import os
+import random
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import experiment, metrics
+from conftest import experiment, metrics, train
 
 from rayspeed.trainers import wandb_records
 
@@ -40,12 +47,23 @@ def start(config: Path, address: str, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout_s: float = 300) -> None:
+def wait_for(condition, process: subprocess.Popen | None = None, timeout_s: float = 300, what: str = "") -> None:
     deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, f"{path} never appeared"
+    while not condition():
+        assert process is None or process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, f"{what} never happened"
         time.sleep(0.05)
+
+
+def checkpoints(directory: Path) -> list[str]:
+    """The checkpoints Ray Train committed, oldest first (the snapshot is rewritten in place: a read
+    may catch it half written)."""
+    try:
+        snapshot = json.loads((directory / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    pairs = zip(snapshot["checkpoint_report_indices"], snapshot["checkpoint_results"], strict=True)
+    return [result["checkpoint_dir_name"] for _, result in sorted(pairs, key=lambda pair: pair[0])]
 
 
 def fingerprint(directory: Path) -> dict:
@@ -67,19 +85,24 @@ def settled_fingerprint(directory: Path, timeout_s: float = 60) -> dict:
     raise AssertionError(f"{directory} kept changing")
 
 
-def latest_checkpoint_step(directory: Path) -> int:
-    return max(int(p.name.removeprefix("step_")) for p in directory.glob("step_*"))
+def step_of(name: str) -> int:
+    return int(name.removeprefix("step_"))
 
 
-def test_killed_run_is_refused_without_resume_and_continues_with_it(tmp_path, ray_address):
+def test_killed_run_with_a_damaged_checkpoint_is_refused_without_resume_and_continues_with_it(tmp_path,
+                                                                                              ray_address):
     config = experiment(tmp_path, run={"name": "resumable"}, **LONG_RUN)
     directory = tmp_path / "runs" / "resumable"
     first = start(config, ray_address)
-    wait_for(directory / "checkpoint_manager_snapshot.json", first)
+    wait_for(lambda: len(checkpoints(directory)) >= 2, first, what="a second checkpoint")
     first.send_signal(signal.SIGKILL)
     first.wait()
-    stopped_at = latest_checkpoint_step(directory)
-    assert stopped_at < 8 * STEPS_PER_EPOCH
+    *_, previous, newest = checkpoints(directory)
+    assert step_of(newest) < 8 * STEPS_PER_EPOCH
+    shard = max((directory / newest / "deepspeed").iterdir(), key=lambda p: p.stat().st_size)
+    size = shard.stat().st_size
+    with shard.open("r+b") as file:  # cut short, as a full disk or a killed copy leaves it
+        file.truncate(size // 2)
     committed_before = metrics(directory)[-1]["step"]  # live rows the killed driver committed
 
     before = settled_fingerprint(directory)
@@ -93,7 +116,11 @@ def test_killed_run_is_refused_without_resume_and_continues_with_it(tmp_path, ra
     resumed = start(config, ray_address, "--resume", "train.epochs=9")
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
-    assert "resuming run 'resumable'" in output
+    assert (f"checkpoint {directory / newest} is damaged and is skipped: deepspeed/{shard.name} has {size // 2} "
+            f"bytes, the manifest says {size}") in output
+    assert f"resuming from the newest intact checkpoint, {previous}" in output
+    assert (directory / "corrupt" / newest / "deepspeed" / shard.name).stat().st_size == size // 2  # kept
+    stopped_at = step_of(previous)
     assert f"all 2 ranks continued after the checkpoint of step {stopped_at}" in output
     assert_every_rank_continued(directory, stopped_at)
 
@@ -129,27 +156,88 @@ def test_resume_of_a_missing_run_is_an_error(tmp_path, ray_address):
     assert result.returncode == 2 and "nothing to resume" in result.stderr
 
 
-def test_killed_worker_restarts_from_checkpoint_on_every_rank_and_logs_each_step_once(tmp_path, ray_address):
-    config = experiment(tmp_path, run={"name": "worker-killed", "max_failures": 2}, **LONG_RUN)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, ray_address) -> dict:
+    """The last row of the long run trained without interruption: what an interrupted one must match."""
+    config = experiment(tmp_path_factory.mktemp("uninterrupted"), run={"name": "uninterrupted"},
+                        tracking={"mode": "disabled"}, **LONG_RUN)
+    train(config, ray_address, wandb_mode="disabled")
+    return metrics(config.parent / "runs" / "uninterrupted")[-1]
+
+
+def test_killed_then_hung_worker_restart_from_checkpoints_and_end_like_an_uninterrupted_run(
+        tmp_path, ray_address, uninterrupted):
+    config = experiment(tmp_path, run={"name": "worker-killed", "max_failures": 2, "hang_timeout_s": 15},
+                        **LONG_RUN)
     directory = tmp_path / "runs" / "worker-killed"
     process = start(config, ray_address)
-    wait_for(directory / "checkpoint_manager_snapshot.json", process)
-    os.kill(training_worker_pid(ray_address), signal.SIGKILL)
+    wait_for(lambda: checkpoints(directory), process, what="a first checkpoint")
+    time.sleep(random.uniform(0, 1.5))  # a random step after it
+    killed = training_workers(ray_address)[0]
+    os.kill(killed.pid, signal.SIGKILL)
+    committed_at_kill = metrics(directory)[-1]["step"]
+    log = directory / "rayspeed.log"
+    wait_for(lambda: len(restores(log.read_text())) == 2, process, what="the restarted group's first step")
+    restored = assert_every_rank_continued(directory, None)
+    assert restored >= committed_at_kill - 10  # at most one checkpoint interval was trained again
+
+    hung = next(worker for worker in training_workers(ray_address) if worker.pid != killed.pid)
+    os.kill(hung.pid, signal.SIGSTOP)  # alive to the OS, silent to its peers and to Ray: a hang
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output
-    restored = assert_every_rank_continued(directory, None)
-    assert f"all 2 ranks continued after the checkpoint of step {restored}" in output
+    assert re.search(r"no rank made progress for 15 s \(run.hang_timeout_s\): rank \d does not answer Ray; "
+                     r"ending this attempt", output), output
+    assert len(restores(log.read_text())) == 4  # both ranks, after each of the two failures
 
     rows = metrics(directory)
     total = 8 * STEPS_PER_EPOCH
     assert [row["step"] for row in rows] == expected_steps(total)
+    assert abs(rows[-1]["val_accuracy"] - uninterrupted["val_accuracy"]) <= 0.01
     run_id = json.loads((directory / "rayspeed.json").read_text())["wandb_run_id"]
     logged = wandb_records.history(directory / "wandb", run_id)
     assert [r["_step"] for r in logged] == [row["step"] for row in rows]  # each step once, after the kill too
     reports = len({*range(10, total + 1, 10), *range(STEPS_PER_EPOCH, total + 1, STEPS_PER_EPOCH)})
     assert len(logged) > reports  # live rows, not only the reported ones
     assert len(output.splitlines()) < 40, output  # Ray's restart chatter is in the run log, not here
-    assert "ActorDiedError" in (directory / "rayspeed.log").read_text()  # the restart story is kept
+    assert "ActorDiedError" in log.read_text()  # the restart story is kept
+
+
+def test_run_moves_to_a_spare_node_when_a_worker_node_is_removed(tmp_path, ray_cluster, uninterrupted):
+    label = {"rayspeed-test-role": "trainer"}
+    nodes = [ray_cluster.add_node(num_cpus=1, labels=label) for _ in range(3)]  # one spare
+    config = experiment(tmp_path, run={"name": "node-lost", "max_failures": 1}, tracking={"mode": "disabled"},
+                        scaling={"worker_node_labels": label}, **LONG_RUN)
+    directory = tmp_path / "runs" / "node-lost"
+    removed = []
+
+    def remove_a_worker_node():
+        wait_for(lambda: checkpoints(directory), what="a first checkpoint")
+        used = {worker.node_id for worker in training_workers(ray_cluster.address)}
+        assert used <= {node.node_id for node in nodes}, "workers ran off the labelled nodes"
+        removed.append(next(node for node in nodes if node.node_id in used))
+        ray_cluster.remove_node(removed[0], allow_graceful=False)
+
+    remover = threading.Thread(target=remove_a_worker_node)
+    remover.start()
+    try:
+        train(config, ray_cluster.address, wandb_mode="disabled")
+    finally:
+        remover.join()
+        for node in nodes:
+            if node not in removed:
+                ray_cluster.remove_node(node)
+    assert removed
+    restored = assert_every_rank_continued(directory, None)
+    rows = metrics(directory)
+    assert [row["step"] for row in rows] == expected_steps(8 * STEPS_PER_EPOCH)
+    assert abs(rows[-1]["val_accuracy"] - uninterrupted["val_accuracy"]) <= 0.01
+    assert restored > 0
+
+
+def restores(log: str) -> list[tuple[int, int, int, int]]:
+    return [tuple(map(int, found)) for found in re.findall(
+        r"rank (\d) restored the checkpoint of step (\d+), then trained step (\d+) \(DeepSpeed global step (\d+)\)",
+        log)]
 
 
 def assert_every_rank_continued(directory: Path, step: int | None) -> int:
@@ -167,18 +255,14 @@ def assert_every_rank_continued(directory: Path, step: int | None) -> int:
     return step
 
 
-def training_worker_pid(address: str) -> int:
-    import ray
+def training_workers(address: str) -> list:
+    """The live Ray Train worker actors (pid, node_id), once there are two."""
     from ray.util.state import list_actors
 
-    ray.init(address=address)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            alive = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-            if alive:
-                return alive[0].pid
-            time.sleep(0.2)
-        raise AssertionError("no live RayTrainWorker")
-    finally:
-        ray.shutdown()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        alive = list_actors(address=address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+        if len(alive) == 2:
+            return alive
+        time.sleep(0.2)
+    raise AssertionError("no two live RayTrainWorkers")

@@ -43,7 +43,7 @@ def test_credentials_travel_in_the_job_environment_only(tmp_path):
     env = {"AWS_ACCESS_KEY_ID": "AKIA-X", "AWS_SECRET_ACCESS_KEY": "aws-secret", "WANDB_ENTITY": "team",
            "WANDB_API_KEY": "not-forwarded-unless-asked", "HOME": "/root"}
     job = request(tmp_path, storage="s3://bucket/runs", env=env, wandb_key="wandb-secret")
-    assert job.runtime_env["env_vars"] == {"RAY_JOB_STOP_WAIT_TIME_S": "15", "AWS_ACCESS_KEY_ID": "AKIA-X",
+    assert job.runtime_env["env_vars"] == {"RAY_JOB_STOP_WAIT_TIME_S": "135", "AWS_ACCESS_KEY_ID": "AKIA-X",
                                            "AWS_SECRET_ACCESS_KEY": "aws-secret", "WANDB_ENTITY": "team",
                                            "WANDB_API_KEY": "wandb-secret", "RAYSPEED_DRIVER_CPUS": "1"}
     shown = job.entrypoint + repr(job.metadata) + job.submission_id + job.describe()

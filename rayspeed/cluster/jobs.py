@@ -136,7 +136,9 @@ class JobsClient:
         waits for it to end; returns its final status."""
         with self._errors():
             self._client.stop_job(job_id)
-        return self.wait(job_id, timeout_s=STOP_TIMEOUT_S)
+            env = (self._client.get_job_info(job_id).runtime_env or {}).get("env_vars") or {}
+        # The driver checkpoints and closes its run within the job's own stop wait before Ray kills it.
+        return self.wait(job_id, timeout_s=float(env.get("RAY_JOB_STOP_WAIT_TIME_S", 0)) + STOP_TIMEOUT_S)
 
     def wait(self, job_id: str, *, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s

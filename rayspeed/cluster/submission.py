@@ -26,9 +26,10 @@ WANDB_SETTINGS_ENV = ("WANDB_BASE_URL", "WANDB_ENTITY", "WANDB_MODE")
 # Ray's own resource on the head node: the driver (and the Train controller pinned next to it) stays
 # on the node that lives as long as the cluster, not on a worker that may be preempted.
 HEAD_NODE_RESOURCE = "node:__internal_head__"
-# Seconds Ray Jobs waits after SIGTERM before it SIGKILLs a stopped job's driver (Ray's default, 3,
-# is too short to close the run's W&B and log); read by the job's supervisor from the job's env.
-STOP_GRACE_ENV = {"RAY_JOB_STOP_WAIT_TIME_S": "15"}
+# Ray Jobs waits RAY_JOB_STOP_WAIT_TIME_S after SIGTERM before it SIGKILLs a stopped job's driver (Ray's
+# default, 3 s, is too short): `run.stop_grace_s` to checkpoint, plus this long to close the run's W&B
+# and log. Read by the job's supervisor from the job's env.
+STOP_CLOSE_S = 15
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def job_request(run: RunConfig, *, verb: str, config_file: str, overrides: Seque
         raise ConfigError(f"run.storage_path: {storage!r} is relative: on the cluster it would land in the job's "
                           "temporary copy of the working directory and be lost. Use object storage "
                           "(s3://bucket/runs) or an absolute path every node shares")
-    env_vars = {**STOP_GRACE_ENV, **{key: env[key] for key in (*FORWARDED_ENV, *WANDB_SETTINGS_ENV) if key in env}}
+    env_vars = {"RAY_JOB_STOP_WAIT_TIME_S": f"{run.stop_grace_s + STOP_CLOSE_S:g}",
+                **{key: env[key] for key in (*FORWARDED_ENV, *WANDB_SETTINGS_ENV) if key in env}}
     if wandb_key:
         env_vars["WANDB_API_KEY"] = wandb_key
     env_vars[DRIVER_CPUS_ENV] = f"{driver_cpus:g}"

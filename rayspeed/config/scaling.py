@@ -24,6 +24,9 @@ class ScalingConfig(Section):
     data_max_cpus: float | None = Field(None, ge=1)
     """At most this many CPUs for Ray Data's tasks at once (reading, statistics, encoding,
     augmentation); default: whatever is free."""
+    worker_node_labels: dict[str, str] = {}
+    """Ray node labels every training worker must run on, e.g. `{ray.io/node-group: gpu}`; a restarted
+    worker group is placed on any node that has them (spare nodes replace a lost one)."""
     data_node_labels: dict[str, str] = {}
     """Ray node labels every Ray Data task must run on, e.g. `{ray.io/node-group: cpu}` (KubeRay
     labels each worker group's nodes), so preprocessing stays off the GPU nodes, which only train."""

@@ -73,6 +73,16 @@ class RunStorage:
         pafs.copy_files(str(local_dir), self.join(*parts), source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=self.filesystem)
 
+    def move(self, source: str, target: str) -> None:
+        """Moves a directory of this run to another name in it (object stores: a copy, then a delete)."""
+        source, target = self.join(source), self.join(target)
+        self.filesystem.create_dir(posixpath.dirname(target), recursive=True)
+        if self.is_local():
+            self.filesystem.move(source, target)
+            return
+        pafs.copy_files(source, target, source_filesystem=self.filesystem, destination_filesystem=self.filesystem)
+        self.filesystem.delete_dir(source)
+
     def is_local(self) -> bool:
         return isinstance(self.filesystem, pafs.LocalFileSystem)
 

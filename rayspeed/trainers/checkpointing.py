@@ -8,6 +8,7 @@ Layout of one checkpoint (Ray merges the directories every rank reports into one
         rng_rank{r}.pt      torch/numpy/python RNG of rank r
         preprocessing.json  the fitted preprocessing (rank 0), separate from the loop's state
         input_spec.json     what the model takes and gives (rank 0)
+        manifest_rank{r}.json  the files rank r wrote, with sizes and sha256 (written last)
 """
 
 import contextlib
@@ -20,6 +21,7 @@ import numpy as np
 import ray.train
 import torch
 
+from rayspeed.runs.checkpoint_manifest import write_manifest
 from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE, checkpoint_dir_name
 
 DEEPSPEED_TAG = "deepspeed"
@@ -27,7 +29,7 @@ TRAIN_STATE = "train_state.json"
 
 
 @contextlib.contextmanager
-def saved_checkpoint(engine, *, step: int, rank: int, state: dict, artifacts: dict[str, dict]):
+def saved_checkpoint(engine, *, step: int, rank: int, world: int, state: dict, artifacts: dict[str, dict]):
     """Writes this rank's part of the checkpoint of `step` and yields it, to report before the block
     ends; all ranks must enter it at the same step.
 
@@ -45,11 +47,17 @@ def saved_checkpoint(engine, *, step: int, rank: int, state: dict, artifacts: di
             (Path(tmp) / TRAIN_STATE).write_text(json.dumps({**state, "step": step}))
             for name, content in artifacts.items():
                 (Path(tmp) / name).write_text(json.dumps(content))
+        write_manifest(tmp, rank=rank, world_size=world)  # last: a checkpoint without it is incomplete
         yield ray.train.Checkpoint.from_directory(tmp)
 
 
 def report_checkpoint(metrics: dict, checkpoint: ray.train.Checkpoint, *, step: int) -> None:
+    """Reports the checkpoint and waits until Ray Train has committed it (listed in its snapshot): a
+    failure from here on restarts from this checkpoint, so at most one checkpoint interval is redone.
+    Without the wait, Ray's controller learns of it at its next poll of the workers, and a failure
+    before that restarts from the one before."""
     ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=checkpoint_dir_name(step))
+    ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
 
 
 def load_weights(engine, checkpoint: ray.train.Checkpoint) -> None:

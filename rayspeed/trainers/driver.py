@@ -7,6 +7,8 @@ only its own section. `train`, every Tune trial and every submitted job call it.
 
 import contextlib
 import json
+import os
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +19,8 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.redact import redact
 from rayspeed.datasets import PreparedData, Preprocessing, build_datasets
-from rayspeed.errors import TrainingFailed
+from rayspeed.errors import RunStopped, TrainingFailed
+from rayspeed.runs.checkpoint_recovery import set_aside_damaged
 from rayspeed.runs.guard import RunStart
 from rayspeed.runs.layout import (
     DATA_REPORT_FILE,
@@ -38,15 +41,16 @@ from rayspeed.trainers.loop import train_loop_per_worker
 from rayspeed.trainers.models import check_model_builds
 from rayspeed.trainers.plan import LoopPlan, plan_loop
 from rayspeed.trainers.recorder import RunRecorder
+from rayspeed.trainers.run_control import RunControl
 from rayspeed.trainers.tracking import NullSink, WandbSettings, WandbSink, data_summary
 
-# Worker-group startup failures (e.g. resources that never appear) are retried this often, not forever.
-CONTROLLER_FAILURE_LIMIT = 3
+CONTROLLER_POLL_ENV, CONTROLLER_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"  # Ray's default: 2 s
 
 
 def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mode: str,
         observers: Sequence[RunObserver] = (), train_callbacks: Sequence[ray.train.UserCallback] = (),
-        gate: EpochGate | None = None, wandb_labels: Mapping[str, Any] | None = None) -> RunSummary:
+        gate: EpochGate | None = None, wandb_labels: Mapping[str, Any] | None = None,
+        stop_requested: threading.Event | None = None) -> RunSummary:
     """Trains the experiment in the connected Ray and returns its summary.
 
     Args:
@@ -58,12 +62,16 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         train_callbacks: Ray Train callbacks.
         gate: a Tune trial's epoch gate: the workers wait at every epoch end for Tune's decision.
         wandb_labels: W&B config entries beside the experiment (a trial's sweep and hyperparameters).
+        stop_requested: set (by a SIGTERM handler) to stop at the next step boundary with a checkpoint.
 
     A run whose directory holds `warm_start/` (another run's checkpoint, put there by a PBT trial)
     starts from it instead of from scratch.
 
+    A resumed run first sets aside damaged checkpoints (`runs.checkpoint_recovery`).
+
     Raises:
         ConfigError, DataError: before any worker starts. TrainingFailed: after `run.max_failures`.
+        RunStopped: `stop_requested` was set and the run stopped after a checkpoint.
     """
     notes = _Notes(observers)
     prepared = _prepare_data(cfg, storage, resuming=start.resuming, observers=observers)
@@ -78,30 +86,42 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     _save_once(storage, DATA_REPORT_FILE, prepared.report())
     metrics = MetricsLog(storage)
     if start.resuming:
+        set_aside_damaged(storage, warn=notes)
         metrics.append(_rows_of_latest_checkpoint(storage))  # a driver killed before committing them
     sink = _wandb_sink(cfg, storage, run_id=start.wandb_run_id, mode=wandb_mode, labels=wandb_labels or {},
                        data_report=prepared.report())
     sink.start()
     sink.log(metrics.rows)  # a resumed run: what a killed driver's W&B may have lost (see tracking)
     recorder = RunRecorder(metrics, sink, plan, world=cfg.scaling.num_workers, observers=list(observers))
-    trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks, gate)
+    control = RunControl(stop_requested=stop_requested, grace_s=cfg.run.stop_grace_s,
+                         hang_timeout_s=cfg.run.hang_timeout_s, note=notes)
+    trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks, gate, control)
     recorder.start()
+    control.start()
     try:
         result = _run(trainer, max_failures=cfg.run.max_failures)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as the CLI delivers it: workers may still be sending
-        _close_quietly(lambda: recorder.stop(drain=False), sink.finish)
+    except KeyboardInterrupt:  # Ctrl-C, or a SIGTERM past the grace period: workers may still be sending
+        _close_quietly(control.close, lambda: recorder.stop(drain=False), sink.finish)
         raise
     except BaseException:
-        _close_quietly(recorder.stop, sink.finish)  # their errors (W&B's service gone) must not hide this one
-        raise
+        _close_quietly(control.close, recorder.stop, sink.finish)  # their errors (W&B's service gone) must not
+        raise  # hide this one
+    control.close()
     recorder.stop()
     sink.finish()
+    last = metrics.rows[-1] if metrics.rows else {}
+    if last.get("stop_requested") and not last.get("done"):
+        raise RunStopped(f"the run stopped after a checkpoint at step {last['step']} of {plan.total_steps}: "
+                         "continue it with --resume")
     best, best_metrics = _best_checkpoint(cfg, result, storage)
     return summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
                      baselines=prepared.baselines)
 
 
 def _run(trainer, *, max_failures: int):
+    # How often the Train controller polls the workers, so also how long a reported checkpoint waits
+    # to be committed (report_checkpoint waits for it); Ray passes it from here to its controller.
+    os.environ.setdefault(CONTROLLER_POLL_ENV, CONTROLLER_POLL_S)
     try:
         return trainer.fit()
     except ray.train.TrainingFailedError as error:
@@ -161,7 +181,8 @@ def _prepare_data(cfg: ExperimentConfig, storage: RunStorage, *, resuming: bool,
 
 
 def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, storage: RunStorage,
-             recorder: RunRecorder, train_callbacks: Sequence, gate: EpochGate | None) -> TorchTrainer:
+             recorder: RunRecorder, train_callbacks: Sequence, gate: EpochGate | None,
+             control: RunControl) -> TorchTrainer:
     scaling = cfg.scaling
     warm_start = (ray.train.Checkpoint(storage.join(WARM_START_DIR), filesystem=storage.filesystem)
                   if storage.exists(WARM_START_DIR) else None)
@@ -170,17 +191,19 @@ def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, stor
         train_loop_per_worker,
         train_loop_config={
             "experiment": cfg, "plan": plan, "input_spec": prepared.input_spec, "channel": recorder.channel,
-            "gate": gate, "warm_start": warm_start, "checkpoints": (storage.filesystem, storage.path),
+            "gate": gate, "control": control.step_control, "warm_start": warm_start,
+            "checkpoints": (storage.filesystem, storage.path),
             "artifacts": rank0_artifacts(preprocessing=prepared.preprocessing.to_dict(),
                                          input_spec=prepared.input_spec.to_dict())},
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
-                                               resources_per_worker=resources),
+                                               resources_per_worker=resources,
+                                               label_selector=dict(scaling.worker_node_labels) or None),
         run_config=ray.train.RunConfig(
             name=cfg.run.name,
             storage_path=storage.storage_uri,
             failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures,
-                                                   controller_failure_limit=CONTROLLER_FAILURE_LIMIT),
+                                                   controller_failure_limit=cfg.run.max_controller_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.keep,
                                                          checkpoint_score_attribute=cfg.checkpoint.score_metric,
                                                          checkpoint_score_order=cfg.checkpoint.score_mode),

@@ -13,6 +13,7 @@ from ray.train.v2._internal.execution import context as train_context
 
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.datasets.preprocessing import InputSpec
+from rayspeed.errors import ContinuityError
 from rayspeed.runs.layout import checkpoint_dir_name
 from rayspeed.trainers.checkpointing import load_weights, report_checkpoint, restore, saved_checkpoint, seed_rank
 from rayspeed.trainers.early_stopping import EarlyStopper, all_agree_to_stop
@@ -24,6 +25,7 @@ from rayspeed.trainers.models import build_model
 from rayspeed.trainers.plan import LoopPlan
 from rayspeed.trainers.recorder import NullChannel
 from rayspeed.trainers.regularization import l1_penalty, penalized_weights, training_objective
+from rayspeed.trainers.run_control import StepControl
 from rayspeed.trainers.tasks import task_for
 
 
@@ -35,10 +37,18 @@ def train_loop_per_worker(loop_config: dict) -> None:
     plan: LoopPlan = loop_config["plan"]
     worker = Worker(cfg, plan, loop_config["input_spec"], channel=loop_config["channel"],
                     artifacts=loop_config["artifacts"], gate=loop_config["gate"],
-                    checkpoints=loop_config["checkpoints"])
+                    checkpoints=loop_config["checkpoints"], control=loop_config["control"])
     step = worker.restore(loop_config["warm_start"])
     if worker.stopped_early:  # a resumed run that had already stopped
         return
+    try:
+        _train_epochs(worker, step)
+    finally:
+        worker.control.leave(rank=worker.rank)  # the watchdog stops watching this rank
+
+
+def _train_epochs(worker: "Worker", step: int) -> None:
+    cfg, plan = worker.cfg, worker.plan
     shard = ray.train.get_dataset_shard("train")
     micro, accum = cfg.batch.micro_batch_per_worker, cfg.batch.grad_accumulation
     for epoch in range(step // plan.steps_per_epoch, plan.num_epochs):
@@ -53,6 +63,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             # Skipped batches are still read: streaming_split feeds all ranks in lockstep.
             if index < first or index >= plan.steps_per_epoch or step >= plan.total_steps:
                 continue
+            worker.control.fetched(step + 1, rank=worker.rank)
             for micro_batch in _split(batch, micro):
                 worker.train_micro_step(micro_batch, wait_s=wait_s / accum)
             step += 1
@@ -71,7 +82,7 @@ class Worker:
     """One rank's engine and the log/report/validate/checkpoint policy around it."""
 
     def __init__(self, cfg: ExperimentConfig, plan: LoopPlan, spec: InputSpec, *, channel, artifacts: dict,
-                 gate: EpochGate | None, checkpoints: tuple):
+                 gate: EpochGate | None, checkpoints: tuple, control: StepControl):
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.dtype = INPUT_DTYPES[cfg.train.precision]
@@ -85,6 +96,7 @@ class Worker:
         self.artifacts = artifacts
         self.gate = gate  # a Tune trial's: wait for Tune's decision at every epoch end
         self.checkpoints = checkpoints  # (filesystem, the run directory Ray writes checkpoints into)
+        self.control = control  # a stop request (SIGTERM to the driver) and the hang watchdog's heartbeat
         stopping, score = cfg.train.early_stopping, cfg.checkpoint
         self.stopper = EarlyStopper.of(stopping, metric=score.score_metric, mode=score.score_mode) if stopping else None
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
@@ -130,8 +142,9 @@ class Worker:
         self.meter.add_step()
         self._tell_restart(step)
         plan = self.plan
-        checkpoint, report = plan.is_checkpoint(step), plan.is_epoch_end(step)
-        if not (report or checkpoint or step % self.cfg.tracking.log_every_n_steps == 0):
+        requested = self.control.stop_after(step, rank=self.rank) and step < plan.total_steps
+        checkpoint, report = plan.is_checkpoint(step) or requested, plan.is_epoch_end(step)
+        if not (checkpoint or plan.is_logged(step)):
             return
         row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4),
                "lr": self.engine.lr_scheduler.lr_of_step(step), **self.meter.reduce(world=self.world)}
@@ -144,16 +157,18 @@ class Worker:
             average_buffers(self.engine.module, world=self.world)
             if plan.has_val:
                 row.update(self._evaluate("val"))
-            if checkpoint and self.stopper and plan.has_val:
+            if plan.is_checkpoint(step) and self.stopper and plan.has_val:
                 stop = all_agree_to_stop(self.stopper.update(row[self.stopper.metric], step=step), device=self.device)
                 self.stopper.stopped = stop
             if step == plan.total_steps and not self.stopper:
                 row["done"] = True
                 if plan.has_test:
                     row.update(self._evaluate("test", with_details=True))
+        if requested:
+            row["stop_requested"] = True
         if checkpoint:
             state = self.stopper.state() if self.stopper else {}
-            with saved_checkpoint(self.engine, step=step, rank=self.rank, state=state,
+            with saved_checkpoint(self.engine, step=step, rank=self.rank, world=self.world, state=state,
                                   artifacts=self.artifacts) as saved:
                 if self.stopper and (stop or step == plan.total_steps):
                     row.update(self._finish_with_best(step, stopped=stop))
@@ -165,11 +180,12 @@ class Worker:
             if report:
                 ray.train.report({**row, "rows": list(self.rows)})
         self.meter.restart()
-        if stop:
+        if stop or requested:
             return STOP
-        if report and self.gate and step < plan.total_steps and self.gate.should_stop(step=step, rank=self.rank,
-                                                                                      device=self.device):
-            return STOP
+        if report and self.gate and step < plan.total_steps:
+            self.control.leave(rank=self.rank)  # Tune's decision may take longer than a hang
+            if self.gate.should_stop(step=step, rank=self.rank, device=self.device):
+                return STOP
         return None
 
     def _send(self, row: dict) -> None:
@@ -195,6 +211,10 @@ class Worker:
         """After a restore, every rank tells the driver its first step and DeepSpeed's own counter."""
         if self.restored_step is None:
             return
+        if not step == self.engine.global_steps == self.restored_step + 1:
+            raise ContinuityError(f"rank {self.rank} restored the checkpoint of step {self.restored_step} but then "
+                                  f"trained step {step} (DeepSpeed global step {self.engine.global_steps}): the "
+                                  "run would not continue where it stopped")
         self.channel.send_event({"rank": self.rank, "restored_step": self.restored_step, "first_step": step,
                                  "engine_steps": self.engine.global_steps})
         self.restored_step = None

@@ -15,6 +15,7 @@ class LoopPlan:
     steps_per_epoch: int
     total_steps: int
     checkpoint_every: int
+    log_every: int
     has_val: bool
     has_test: bool
     ds_config: dict
@@ -29,6 +30,10 @@ class LoopPlan:
 
     def is_checkpoint(self, step: int) -> bool:
         return step % self.checkpoint_every == 0 or step == self.total_steps
+
+    def is_logged(self, step: int) -> bool:
+        """Whether the step has a row in metrics.jsonl (a stop on request adds the step it stopped at)."""
+        return step % self.log_every == 0 or self.is_epoch_end(step) or self.is_checkpoint(step)
 
 
 def plan_loop(cfg: ExperimentConfig, *, split_rows: dict[str, int]) -> LoopPlan:
@@ -53,6 +58,7 @@ def plan_loop(cfg: ExperimentConfig, *, split_rows: dict[str, int]) -> LoopPlan:
         steps_per_epoch=steps_per_epoch,
         total_steps=total,
         checkpoint_every=cfg.checkpoint.every_n_steps or steps_per_epoch,
+        log_every=cfg.tracking.log_every_n_steps,
         has_val=split_rows["val"] > 0,
         has_test=split_rows["test"] > 0,
         ds_config=cfg.deepspeed_config(),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import ray
 from ray.util.queue import Empty, Queue
 
+from rayspeed.errors import ContinuityError, RayspeedError
 from rayspeed.runs.metrics_log import MetricsLog
 from rayspeed.runs.progress import RunObserver
 from rayspeed.trainers.plan import LoopPlan
@@ -55,6 +56,7 @@ class RunRecorder:
         self._abandon = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="rayspeed-recorder", daemon=True)
         self._error: BaseException | None = None
+        self._continued_from = 0  # the latest checkpoint step a worker group restored
 
     def start(self) -> None:
         for observer in self._observers:
@@ -76,6 +78,8 @@ class RunRecorder:
         for observer in self._observers:
             observer.close()
         ray.kill(self._queue.actor)
+        if isinstance(self._error, RayspeedError):
+            raise self._error
         if self._error is not None:
             raise RuntimeError(f"recording the metrics failed: {self._error!r}") from self._error
 
@@ -99,6 +103,7 @@ class RunRecorder:
                 self._on_event(payload)
 
     def _commit(self, rows: list[dict]) -> None:
+        self._check_continuity(rows)
         new = self._metrics.append(rows)
         self._sink.log(new)
         for row in new:
@@ -106,11 +111,25 @@ class RunRecorder:
             for observer in self._observers:
                 observer.on_row(row, epoch_end=self._plan.is_epoch_end(step), checkpoint=self._plan.is_checkpoint(step))
 
+    def _check_continuity(self, rows: list[dict]) -> None:
+        """Every step the plan logs after the step training continued from must arrive, in order:
+        a restart that skipped steps fails the run here instead of leaving a hole in the record."""
+        previous = max(self._metrics.last_step, self._continued_from)
+        for row in rows:
+            if row["step"] <= previous:
+                continue  # a repeat after a restart, dropped by the metrics log
+            missing = [step for step in range(previous + 1, row["step"]) if self._plan.is_logged(step)]
+            if missing:
+                raise ContinuityError(f"step {row['step']} arrived after step {previous}: steps {missing} were never "
+                                      "recorded (the restart did not continue where training stopped)")
+            previous = row["step"]
+
     def _on_event(self, event: dict) -> None:
         """A rank's first optimizer step after restoring a checkpoint: its step counter and DeepSpeed's."""
         print(f"[rayspeed] rank {event['rank']} restored the checkpoint of step {event['restored_step']}, then "
               f"trained step {event['first_step']} (DeepSpeed global step {event['engine_steps']})",
               flush=True)  # to the run log
+        self._continued_from = max(self._continued_from, event["restored_step"])  # a warm start's first step
         ranks = self._restored[event["restored_step"]]
         ranks.add(event["rank"])
         if len(ranks) == self._world:

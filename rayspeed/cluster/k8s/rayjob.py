@@ -31,7 +31,7 @@ EXPERIMENT_FILE = "experiment.yaml"
 MAX_JOB_NAME = 47
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RUN_LABEL = "rayspeed.io/run"
-# The Ray node label KubeRay sets from a pod's worker group (what scaling.data_node_labels can name).
+# The Ray node label KubeRay sets from a pod's worker group (what scaling.*_node_labels can name).
 NODE_GROUP_LABEL = "ray.io/node-group"
 
 
@@ -124,7 +124,8 @@ def _ray_cluster(cfg: ExperimentConfig, *, sweep: bool, config_map: str, labels:
     k8s, scaling = cfg.k8s, cfg.scaling
     trials = (cfg.tune.max_concurrent_trials or 1) if sweep else 1
     group = "gpu" if scaling.use_gpu else "cpu"
-    _check_data_labels(scaling.data_node_labels, group=group)
+    for field in ("data_node_labels", "worker_node_labels"):
+        _check_node_labels(field, getattr(scaling, field), group=group)
     shared = [] if on_object_storage(cfg.run.storage_path) else [
         Mount("runs", {"persistentVolumeClaim": {"claimName": k8s.runs_volume_claim}}, k8s.runs_mount_path)]
     storage = [(k8s.storage_secret, False)] if k8s.storage_secret else []
@@ -159,10 +160,10 @@ def _ray_cluster(cfg: ExperimentConfig, *, sweep: bool, config_map: str, labels:
     }
 
 
-def _check_data_labels(labels: dict[str, str], *, group: str) -> None:
-    """Ray Data tasks pinned to node labels no pod carries would wait forever."""
+def _check_node_labels(field: str, labels: dict[str, str], *, group: str) -> None:
+    """Data tasks or workers pinned to node labels no pod carries would wait forever."""
     if labels and labels != {NODE_GROUP_LABEL: group}:
-        raise ConfigError(f"scaling.data_node_labels: no pod of the rendered RayJob carries {labels}: its one "
+        raise ConfigError(f"scaling.{field}: no pod of the rendered RayJob carries {labels}: its one "
                           f"worker group labels its Ray nodes {{{NODE_GROUP_LABEL}: {group}}}; use that or leave "
                           "it empty")
 
