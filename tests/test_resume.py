@@ -22,7 +22,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -205,33 +204,28 @@ def test_killed_then_hung_worker_restart_from_checkpoints_and_end_like_an_uninte
 def test_run_moves_to_a_spare_node_when_a_worker_node_is_removed(tmp_path, ray_cluster, uninterrupted):
     label = {"rayspeed-test-role": "trainer"}
     nodes = [ray_cluster.add_node(num_cpus=1, labels=label) for _ in range(3)]  # one spare
-    config = experiment(tmp_path, run={"name": "node-lost", "max_failures": 1}, tracking={"mode": "disabled"},
-                        scaling={"worker_node_labels": label}, **LONG_RUN)
-    directory = tmp_path / "runs" / "node-lost"
     removed = []
-
-    def remove_a_worker_node():
-        wait_for(lambda: checkpoints(directory), what="a first checkpoint")
+    try:
+        config = experiment(tmp_path, run={"name": "node-lost", "max_failures": 1}, tracking={"mode": "disabled"},
+                            scaling={"worker_node_labels": label}, **LONG_RUN)
+        directory = tmp_path / "runs" / "node-lost"
+        process = start(config, ray_cluster.address)
+        wait_for(lambda: checkpoints(directory), process, what="a first checkpoint")
         used = {worker.node_id for worker in training_workers(ray_cluster.address)}
         assert used <= {node.node_id for node in nodes}, "workers ran off the labelled nodes"
         removed.append(next(node for node in nodes if node.node_id in used))
-        ray_cluster.remove_node(removed[0], allow_graceful=False)
-
-    remover = threading.Thread(target=remove_a_worker_node)
-    remover.start()
-    try:
-        train(config, ray_cluster.address, wandb_mode="disabled")
+        ray_cluster.remove_node(removed[0], allow_graceful=False)  # every process of the node, at once
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output
     finally:
-        remover.join()
         for node in nodes:
             if node not in removed:
                 ray_cluster.remove_node(node)
-    assert removed
     restored = assert_every_rank_continued(directory, None)
+    assert f"all 2 ranks continued after the checkpoint of step {restored}" in output
     rows = metrics(directory)
     assert [row["step"] for row in rows] == expected_steps(8 * STEPS_PER_EPOCH)
     assert abs(rows[-1]["val_accuracy"] - uninterrupted["val_accuracy"]) <= 0.01
-    assert restored > 0
 
 
 def restores(log: str) -> list[tuple[int, int, int, int]]:

@@ -14,6 +14,8 @@ import ray
 import torch
 import torch.distributed as dist
 
+from rayspeed.trainers.pinned import on_driver_node
+
 POLL_S = 0.1
 RELEASE_WAIT_S = 300.0
 STOP = "stop"
@@ -52,7 +54,7 @@ class EpochGate:
         deadline = time.monotonic() + RELEASE_WAIT_S
         while True:
             try:
-                return cls(_GateState.options(name=name).remote())
+                return cls(_GateState.options(name=name, **on_driver_node()).remote())
             except ValueError:  # the name is taken
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"another trial actor still trains run {name}") from None

@@ -17,6 +17,7 @@ from ray.util.queue import Empty, Queue
 from rayspeed.errors import ContinuityError, RayspeedError
 from rayspeed.runs.metrics_log import MetricsLog
 from rayspeed.runs.progress import RunObserver
+from rayspeed.trainers.pinned import on_driver_node
 from rayspeed.trainers.plan import LoopPlan
 
 POLL_S = 0.25
@@ -49,7 +50,7 @@ class RunRecorder:
     def __init__(self, metrics: MetricsLog, sink, plan: LoopPlan, *, world: int, observers: list[RunObserver]):
         self._metrics, self._sink, self._plan, self._world = metrics, sink, plan, world
         self._observers = observers
-        self._queue = Queue(actor_options={"num_cpus": 0})  # never waits for a free CPU
+        self._queue = Queue(actor_options=on_driver_node())  # never waits for a free CPU
         self.channel = Channel(self._queue)
         self._restored: dict[int, set[int]] = defaultdict(set)  # restored step -> ranks past it
         self._stop = threading.Event()

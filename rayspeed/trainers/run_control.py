@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
+from rayspeed.trainers.pinned import on_driver_node
+
 WATCH_S = 2.0
 PROBE_TIMEOUT_S = 5.0
 
@@ -105,7 +107,7 @@ class RunControl:
 
     def __init__(self, *, stop_requested: threading.Event | None, grace_s: float, hang_timeout_s: float | None,
                  note: Callable[[str], None]):
-        self._state = _ControlState.remote()
+        self._state = _ControlState.options(**on_driver_node()).remote()
         self.step_control = StepControl(self._state)
         self._stop_requested = stop_requested or threading.Event()
         self._grace_s, self._hang_timeout_s, self._note = grace_s, hang_timeout_s, note
