@@ -108,11 +108,12 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         raise  # hide this one
     control.close()
     recorder.stop()
-    sink.finish()
     last = metrics.rows[-1] if metrics.rows else {}
     if last.get("stop_requested") and not last.get("done"):
+        _close_quietly(sink.finish)  # W&B's service may have had the SIGTERM too
         raise RunStopped(f"the run stopped after a checkpoint at step {last['step']} of {plan.total_steps}: "
                          "continue it with --resume")
+    sink.finish()
     best, best_metrics = _best_checkpoint(cfg, result, storage)
     return summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
                      baselines=prepared.baselines)

@@ -58,6 +58,7 @@ class RunRecorder:
         self._thread = threading.Thread(target=self._drain, name="rayspeed-recorder", daemon=True)
         self._error: BaseException | None = None
         self._continued_from = 0  # the latest checkpoint step a worker group restored
+        self._wandb_failed = False
 
     def start(self) -> None:
         for observer in self._observers:
@@ -106,11 +107,23 @@ class RunRecorder:
     def _commit(self, rows: list[dict]) -> None:
         self._check_continuity(rows)
         new = self._metrics.append(rows)
-        self._sink.log(new)
+        self._log_to_wandb(new)
         for row in new:
             step = row["step"]
             for observer in self._observers:
                 observer.on_row(row, epoch_end=self._plan.is_epoch_end(step), checkpoint=self._plan.is_checkpoint(step))
+
+    def _log_to_wandb(self, rows: list[dict]) -> None:
+        """W&B follows metrics.jsonl as long as it can: once its service is gone (a SIGTERM to the
+        driver's process group reaches it too) the file goes on, and a resumed run sends W&B the rest."""
+        if self._wandb_failed:
+            return
+        try:
+            self._sink.log(rows)
+        except Exception as error:
+            self._wandb_failed = True
+            print(f"[rayspeed] W&B stopped taking rows after step {self._sink.logged_step} ({error!r}); "
+                  "metrics.jsonl keeps recording them and a resumed run sends them to W&B", flush=True)
 
     def _check_continuity(self, rows: list[dict]) -> None:
         """Every step the plan logs after the step training continued from must arrive, in order:

@@ -1,0 +1,30 @@
+"""The stop decision every rank gets from the run-control actor (a real actor in the session cluster):
+ranks ask one step ahead and at different times, and still all stop after the same step."""
+
+import pytest
+import ray
+
+from rayspeed.trainers.run_control import _ControlState
+
+pytestmark = pytest.mark.ray
+
+
+def test_ranks_asking_at_different_times_all_stop_after_the_same_step(ray_session):
+    state = _ControlState.remote()
+    worker = "a worker handle"
+
+    def ask(rank: int, step: int) -> bool:
+        return ray.get(state.ask.remote(rank, fetched=step - 1, step=step, worker=worker))
+
+    assert not ask(0, 5) and not ask(0, 6)  # rank 0 runs ahead: it asked for step 6 already
+    state.request_stop.remote()
+    assert not ask(1, 5)  # rank 1 is told what rank 0 was told for steps 5 and 6
+    assert not ask(1, 6)
+    assert ask(1, 7) and ask(0, 7)  # the first step nobody was told to continue after
+    assert ask(0, 8) and ask(1, 8)
+    assert not ask(0, 3)  # a restarted group replays earlier steps up to the stop step
+    progress = ray.get(state.progress.remote())
+    assert {rank: step for rank, (step, _, _) in progress.items()} == {0: 2, 1: 7}
+    state.leave.remote(1)
+    assert set(ray.get(state.progress.remote())) == {0}
+    ray.kill(state)
