@@ -58,13 +58,16 @@ def test_an_intact_checkpoint_has_no_problems_and_each_kind_of_damage_is_named(t
 
     (checkpoint / "manifest_rank0.json").write_text('{"rank": 0, "wor')
     assert problems(LOCAL, str(checkpoint)) == ["manifest_rank0.json is not readable JSON"]
+    (checkpoint / "manifest_rank0.json").write_text('{"rank": 0}')
+    assert problems(LOCAL, str(checkpoint)) == ["manifest_rank0.json is not a manifest"]
 
 
 def snapshot(*names: str) -> dict:
-    """A Ray 2.60 checkpoint-manager snapshot listing `names` in report order, the last one latest."""
+    """A Ray 2.60 checkpoint-manager snapshot of `names` reported in this order, the last one latest,
+    listed as Ray lists them when ranking by a score: not in report order."""
     results = [{"version": 0, "checkpoint_dir_name": name, "metrics": {"step": int(name[5:])}} for name in names]
-    return {"ray_version": "2.60.0", "checkpoint_results": results,
-            "checkpoint_report_indices": list(range(1, len(names) + 1)), "latest_checkpoint_result": results[-1],
+    return {"ray_version": "2.60.0", "checkpoint_results": results[::-1],
+            "checkpoint_report_indices": list(range(len(names), 0, -1)), "latest_checkpoint_result": results[-1],
             "pending_training_results": [], "pending_validation_specs": [], "current_report_index": len(names),
             "validated_checkpoint_dir_names": list(names), "timed_out_validation_checkpoint_dir_names": [],
             "failed_validation_checkpoint_dir_names": []}
@@ -95,7 +98,8 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_one_becomes_l
     state = _CheckpointManagerState.parse_obj(saved)  # what Ray loads on resume
     assert state.latest_checkpoint_result.checkpoint_dir_name == "step_00000010"
     assert [r.checkpoint_dir_name for r in state.checkpoint_results] == ["step_00000010"]
-    assert state.checkpoint_report_indices == [1] and state.validated_checkpoint_dir_names == ["step_00000010"]
+    assert state.checkpoint_report_indices == [1]
+    assert state.validated_checkpoint_dir_names == ["step_00000010"]
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint_manager_snapshot.json", "corrupt", "step_00000010"]
     assert sorted(p.name for p in (run / "corrupt").iterdir()) == ["step_00000020", "step_00000030"]
 
@@ -108,6 +112,18 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_one_becomes_l
     set_aside_damaged(storage, warn=warnings.append)
     assert sorted(p.name for p in (run / "corrupt").iterdir()) == ["step_00000020", "step_00000020.2",
                                                                     "step_00000030"]
+
+
+def test_a_checkpoint_from_before_manifests_is_resumed_unverified(tmp_path):
+    storage = run_with_checkpoints(tmp_path, "step_00000010", "step_00000020")
+    before = storage.read_text(RAY_SNAPSHOT)
+    for manifest in Path(storage.path).glob("step_00000020/manifest_rank*.json"):
+        manifest.unlink()
+    warnings = []
+    assert set_aside_damaged(storage, warn=warnings.append) == []
+    assert warnings == [f"checkpoint {storage.path}/step_00000020 was written before rayspeed kept manifests: "
+                        "resuming from it unverified"]
+    assert storage.read_text(RAY_SNAPSHOT) == before
 
 
 def test_an_intact_newest_checkpoint_changes_nothing_and_no_intact_one_is_an_error(tmp_path):

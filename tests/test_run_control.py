@@ -11,10 +11,10 @@ pytestmark = pytest.mark.ray
 
 def test_ranks_asking_at_different_times_all_stop_after_the_same_step(ray_session):
     state = _ControlState.remote()
-    worker = "a worker handle"
+    worker, attempt = "a worker handle", 0
 
     def ask(rank: int, step: int) -> bool:
-        return ray.get(state.ask.remote(rank, fetched=step - 1, step=step, worker=worker))
+        return ray.get(state.ask.remote(rank, attempt=attempt, fetched=step - 1, step=step, worker=worker))
 
     assert not ask(0, 5) and not ask(0, 6)  # rank 0 runs ahead: it asked for step 6 already
     state.request_stop.remote()
@@ -22,9 +22,12 @@ def test_ranks_asking_at_different_times_all_stop_after_the_same_step(ray_sessio
     assert not ask(1, 6)
     assert ask(1, 7) and ask(0, 7)  # the first step nobody was told to continue after
     assert ask(0, 8) and ask(1, 8)
-    assert not ask(0, 3)  # a restarted group replays earlier steps up to the stop step
+    assert not ask(0, 3)  # a group restarted from the same checkpoint replays steps up to the stop step
     progress = ray.get(state.progress.remote())
     assert {rank: step for rank, (step, _, _) in progress.items()} == {0: 2, 1: 7}
     state.leave.remote(1)
     assert set(ray.get(state.progress.remote())) == {0}
+
+    attempt = 4  # a group restarted from the checkpoint of step 4 is told afresh, still all alike
+    assert ask(1, 5) and ask(0, 5)
     ray.kill(state)

@@ -7,6 +7,7 @@ cluster's. What would be lost on the cluster is refused now: a config outside th
 directory, and run storage inside the job's temporary copy of it.
 """
 
+import math
 import os
 import shlex
 import uuid
@@ -74,7 +75,7 @@ def job_request(run: RunConfig, *, verb: str, config_file: str, overrides: Seque
         raise ConfigError(f"run.storage_path: {storage!r} is relative: on the cluster it would land in the job's "
                           "temporary copy of the working directory and be lost. Use object storage "
                           "(s3://bucket/runs) or an absolute path every node shares")
-    env_vars = {"RAY_JOB_STOP_WAIT_TIME_S": f"{run.stop_grace_s + STOP_CLOSE_S:g}",
+    env_vars = {"RAY_JOB_STOP_WAIT_TIME_S": str(math.ceil(run.stop_grace_s + STOP_CLOSE_S)),  # Ray reads an int
                 **{key: env[key] for key in (*FORWARDED_ENV, *WANDB_SETTINGS_ENV) if key in env}}
     if wandb_key:
         env_vars["WANDB_API_KEY"] = wandb_key

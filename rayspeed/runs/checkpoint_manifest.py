@@ -1,8 +1,9 @@
 """Checkpoint manifests: what each rank wrote into a checkpoint (sizes and sha256), written last, so
 a checkpoint with a file missing, cut short or altered is recognised before anything loads it.
 
-Every rank writes its own `manifest_rank{r}.json` beside its files (Ray merges the ranks' directories
-into one checkpoint), so an intact checkpoint holds one manifest per rank, and every file one lists.
+Every rank writes its own `manifest_rank{r}.json` beside its files, last, in its local directory (Ray
+uploads each rank's directory into one checkpoint and registers it once all are complete), so an
+intact checkpoint holds one manifest per rank, and every file one lists.
 """
 
 import hashlib
@@ -32,6 +33,12 @@ def write_manifest(directory: str | Path, *, rank: int, world_size: int) -> None
     temporary = directory / f".{manifest_name(rank)}.tmp"
     temporary.write_text(json.dumps({"rank": rank, "world_size": world_size, "files": files}, indent=1))
     os.replace(temporary, directory / manifest_name(rank))
+
+
+def has_manifests(filesystem: pafs.FileSystem, path: str) -> bool:
+    """Whether any rank left a manifest (checkpoints of rayspeed before manifests have none)."""
+    listing = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return any(info.base_name.startswith(MANIFEST_PREFIX) for info in listing)
 
 
 def problems(filesystem: pafs.FileSystem, path: str) -> list[str]:
@@ -71,9 +78,12 @@ def _read_manifest(filesystem: pafs.FileSystem, path: str, rank: int) -> dict | 
         return f"{manifest_name(rank)} is missing: rank {rank}'s part was not completely written"
     with filesystem.open_input_stream(target) as stream:
         try:
-            return json.loads(stream.read())
+            manifest = json.loads(stream.read())
         except ValueError:
             return f"{manifest_name(rank)} is not readable JSON"
+    if not isinstance(manifest, dict) or not {"world_size", "files"} <= manifest.keys():
+        return f"{manifest_name(rank)} is not a manifest"
+    return manifest
 
 
 def _sha256(stream) -> str:

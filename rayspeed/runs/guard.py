@@ -21,7 +21,8 @@ from rayspeed.runs.storage import RunStorage
 
 # Changing these does not change what a checkpoint means, so a resumed run may differ in them.
 RESUMABLE_CHANGES = ("train.epochs", "train.max_steps", "run.", "tracking.", "checkpoint.keep",
-                     "checkpoint.every_n_steps", "scaling.cpus_per_worker", "scaling.data_cpus")
+                     "checkpoint.every_n_steps", "scaling.cpus_per_worker", "scaling.data_cpus",
+                     "scaling.worker_node_labels", "scaling.data_node_labels")
 # A run being claimed by another process gets its identity, then its config, within milliseconds.
 CLAIM_WAIT_TRIES, CLAIM_WAIT_S = 10, 0.5
 

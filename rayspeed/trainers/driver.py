@@ -44,7 +44,10 @@ from rayspeed.trainers.recorder import RunRecorder
 from rayspeed.trainers.run_control import RunControl
 from rayspeed.trainers.tracking import NullSink, WandbSettings, WandbSink, data_summary
 
-CONTROLLER_POLL_ENV, CONTROLLER_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"  # Ray's default: 2 s
+# How often Ray Train's controller polls the workers (Ray's default: 2 s), so also how long a reported
+# checkpoint waits to be committed (report_checkpoint waits for it).
+CONTROLLER_POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+CONTROLLER_POLL_S = 0.2
 
 
 def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mode: str,
@@ -62,7 +65,9 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         train_callbacks: Ray Train callbacks.
         gate: a Tune trial's epoch gate: the workers wait at every epoch end for Tune's decision.
         wandb_labels: W&B config entries beside the experiment (a trial's sweep and hyperparameters).
-        stop_requested: set (by a SIGTERM handler) to stop at the next step boundary with a checkpoint.
+        stop_requested: set by the caller's SIGTERM handler to stop at the next step boundary with a
+            checkpoint. When `run.stop_grace_s` passes first, the run sends itself SIGTERM again, which
+            that handler must turn into a KeyboardInterrupt (the CLI's does).
 
     A run whose directory holds `warm_start/` (another run's checkpoint, put there by a PBT trial)
     starts from it instead of from scratch.
@@ -88,6 +93,8 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     if start.resuming:
         set_aside_damaged(storage, warn=notes)
         metrics.append(_rows_of_latest_checkpoint(storage))  # a driver killed before committing them
+    if stop_requested is not None and stop_requested.is_set():  # during data preparation: nothing to save
+        raise RunStopped("the run stopped before its workers started: continue it with --resume")
     sink = _wandb_sink(cfg, storage, run_id=start.wandb_run_id, mode=wandb_mode, labels=wandb_labels or {},
                        data_report=prepared.report())
     sink.start()
@@ -108,21 +115,23 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         raise  # hide this one
     control.close()
     recorder.stop()
-    last = metrics.rows[-1] if metrics.rows else {}
+    if recorder.wandb_failed:  # its service may have had the SIGTERM too
+        _close_quietly(sink.finish)
+    else:
+        sink.finish()
+    last = result.metrics or {}  # the workers' last report: the stop checkpoint's
     if last.get("stop_requested") and not last.get("done"):
-        _close_quietly(sink.finish)  # W&B's service may have had the SIGTERM too
         raise RunStopped(f"the run stopped after a checkpoint at step {last['step']} of {plan.total_steps}: "
                          "continue it with --resume")
-    sink.finish()
     best, best_metrics = _best_checkpoint(cfg, result, storage)
     return summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
                      baselines=prepared.baselines)
 
 
 def _run(trainer, *, max_failures: int):
-    # How often the Train controller polls the workers, so also how long a reported checkpoint waits
-    # to be committed (report_checkpoint waits for it); Ray passes it from here to its controller.
-    os.environ.setdefault(CONTROLLER_POLL_ENV, CONTROLLER_POLL_S)
+    # Ray Train's controller takes its settings from environment variables of the process that calls
+    # fit (the CLI's, or a sweep trial's actor), which Ray passes on to it.
+    os.environ.setdefault(CONTROLLER_POLL_ENV, f"{CONTROLLER_POLL_S:g}")
     try:
         return trainer.fit()
     except ray.train.TrainingFailedError as error:

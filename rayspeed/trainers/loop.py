@@ -5,6 +5,7 @@ make the same collective calls in the same order (reports, all-reduces and saves
 """
 
 import logging
+import sys
 import time
 
 import ray.train
@@ -63,12 +64,14 @@ def _train_epochs(worker: "Worker", step: int) -> None:
             # Skipped batches are still read: streaming_split feeds all ranks in lockstep.
             if index < first or index >= plan.steps_per_epoch or step >= plan.total_steps:
                 continue
-            worker.control.fetched(step + 1, rank=worker.rank)
+            worker.control.batch_ready(step + 1, rank=worker.rank)
             for micro_batch in _split(batch, micro):
                 worker.train_micro_step(micro_batch, wait_s=wait_s / accum)
             step += 1
             if worker.after_step(step) == STOP:
                 return
+            if step == plan.total_steps:  # the rest of the epoch is only read, without steps to watch
+                worker.control.leave(rank=worker.rank)
 
 
 def _split(batch: dict, size: int):
@@ -117,6 +120,7 @@ class Worker:
         if self.stopper:
             self.stopper.load(state)
         self.restored_step = state["step"] or None
+        self.control.attempt = state["step"]
         return state["step"]
 
     @property
@@ -136,8 +140,11 @@ class Worker:
         (a barrier) only at epoch ends, checkpoints and the end. Each report carries every row since
         the last checkpoint, so the checkpoint alone can restore the metrics it covers.
 
+        A stop on request (SIGTERM to the driver) makes this step a checkpoint, without validation
+        (the grace period is short) and ranked last for `checkpoint.keep`: early stopping never saw it.
+
         Returns:
-            STOP when a Tune trial was stopped at this epoch end.
+            STOP when the run ends here: stopped early, on request, or by Tune at this epoch end.
         """
         self.meter.add_step()
         self._tell_restart(step)
@@ -155,7 +162,7 @@ class Worker:
         stop = False
         if report or checkpoint:
             average_buffers(self.engine.module, world=self.world)
-            if plan.has_val:
+            if plan.has_val and (report or plan.is_checkpoint(step)):
                 row.update(self._evaluate("val"))
             if plan.is_checkpoint(step) and self.stopper and plan.has_val:
                 stop = all_agree_to_stop(self.stopper.update(row[self.stopper.metric], step=step), device=self.device)
@@ -173,7 +180,8 @@ class Worker:
                 if self.stopper and (stop or step == plan.total_steps):
                     row.update(self._finish_with_best(step, stopped=stop))
                 self._send(row)
-                report_checkpoint({**row, "rows": list(self.rows)}, saved, step=step)
+                ranked = self._unranked(row) if requested and not plan.is_checkpoint(step) else row
+                report_checkpoint({**ranked, "rows": list(self.rows)}, saved, step=step)
             self.rows = []
         else:
             self._send(row)
@@ -187,6 +195,14 @@ class Worker:
             if self.gate.should_stop(step=step, rank=self.rank, device=self.device):
                 return STOP
         return None
+
+    def _unranked(self, row: dict) -> dict:
+        """The row as Ray ranks it for `checkpoint.keep`: with the worst finite score (Ray stores NaN
+        and infinities as null, which it cannot rank again after a resume)."""
+        score = self.cfg.checkpoint
+        if not score.score_metric:
+            return row
+        return {**row, score.score_metric: -sys.float_info.max if score.score_mode == "max" else sys.float_info.max}
 
     def _send(self, row: dict) -> None:
         self.rows.append(row)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import ray
 from ray.util.queue import Empty, Queue
 
-from rayspeed.errors import ContinuityError, RayspeedError
+from rayspeed.errors import ContinuityError
 from rayspeed.runs.metrics_log import MetricsLog
 from rayspeed.runs.progress import RunObserver
 from rayspeed.trainers.pinned import on_driver_node
@@ -58,7 +58,8 @@ class RunRecorder:
         self._thread = threading.Thread(target=self._drain, name="rayspeed-recorder", daemon=True)
         self._error: BaseException | None = None
         self._continued_from = 0  # the latest checkpoint step a worker group restored
-        self._wandb_failed = False
+        self.wandb_failed = False  # W&B refused rows at least once: close it without failing the run
+        self._gap_error: ContinuityError | None = None
 
     def start(self) -> None:
         for observer in self._observers:
@@ -71,7 +72,8 @@ class RunRecorder:
         the row in hand.
 
         Raises:
-            Whatever stopped the recording (a storage or W&B error): the run's record is incomplete.
+            ContinuityError: steps the plan logs never arrived.
+            Whatever stopped the recording (a storage error): the run's record is incomplete.
         """
         if not drain:
             self._abandon.set()
@@ -80,8 +82,8 @@ class RunRecorder:
         for observer in self._observers:
             observer.close()
         ray.kill(self._queue.actor)
-        if isinstance(self._error, RayspeedError):
-            raise self._error
+        if self._error is None and self._gap_error is not None:
+            raise self._gap_error
         if self._error is not None:
             raise RuntimeError(f"recording the metrics failed: {self._error!r}") from self._error
 
@@ -105,7 +107,12 @@ class RunRecorder:
                 self._on_event(payload)
 
     def _commit(self, rows: list[dict]) -> None:
-        self._check_continuity(rows)
+        gap = self._gap(rows)
+        if gap and self._gap_error is None:  # training goes on (nothing is lost); the run fails at its end
+            self._gap_error = ContinuityError(gap)
+            print(f"[rayspeed] {gap}", flush=True)
+            for observer in self._observers:
+                observer.on_note(gap)
         new = self._metrics.append(rows)
         self._log_to_wandb(new)
         for row in new:
@@ -114,29 +121,30 @@ class RunRecorder:
                 observer.on_row(row, epoch_end=self._plan.is_epoch_end(step), checkpoint=self._plan.is_checkpoint(step))
 
     def _log_to_wandb(self, rows: list[dict]) -> None:
-        """W&B follows metrics.jsonl as long as it can: once its service is gone (a SIGTERM to the
-        driver's process group reaches it too) the file goes on, and a resumed run sends W&B the rest."""
-        if self._wandb_failed:
-            return
+        """W&B follows metrics.jsonl as long as it can: when it fails (its service had the SIGTERM sent to
+        the driver's process group, a network error) the file goes on; W&B gets every row after the last
+        it took at the next commit, or from a resumed run."""
         try:
             self._sink.log(rows)
         except Exception as error:
-            self._wandb_failed = True
-            print(f"[rayspeed] W&B stopped taking rows after step {self._sink.logged_step} ({error!r}); "
-                  "metrics.jsonl keeps recording them and a resumed run sends them to W&B", flush=True)
+            if not self.wandb_failed:
+                print(f"[rayspeed] W&B did not take the rows after step {self._sink.logged_step} ({error!r}); "
+                      "metrics.jsonl keeps them, and they are sent again", flush=True)
+            self.wandb_failed = True
 
-    def _check_continuity(self, rows: list[dict]) -> None:
-        """Every step the plan logs after the step training continued from must arrive, in order:
-        a restart that skipped steps fails the run here instead of leaving a hole in the record."""
+    def _gap(self, rows: list[dict]) -> str | None:
+        """Every step the plan logs after the step training continued from must arrive, in order; what
+        is missing otherwise (a restart that did not continue where training stopped)."""
         previous = max(self._metrics.last_step, self._continued_from)
         for row in rows:
             if row["step"] <= previous:
                 continue  # a repeat after a restart, dropped by the metrics log
             missing = [step for step in range(previous + 1, row["step"]) if self._plan.is_logged(step)]
             if missing:
-                raise ContinuityError(f"step {row['step']} arrived after step {previous}: steps {missing} were never "
-                                      "recorded (the restart did not continue where training stopped)")
+                return (f"continuity broken: step {row['step']} arrived after step {previous}; steps {missing} "
+                        "were never recorded")
             previous = row["step"]
+        return None
 
     def _on_event(self, event: dict) -> None:
         """A rank's first optimizer step after restoring a checkpoint: its step counter and DeepSpeed's."""

@@ -20,30 +20,36 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import RayActorError
 
 from rayspeed.trainers.pinned import on_driver_node
 
 WATCH_S = 2.0
 PROBE_TIMEOUT_S = 5.0
+INTERRUPTED = -1.0  # the grace period passed and the run was interrupted
 
 
 @ray.remote(num_cpus=0)
 class _ControlState:
     def __init__(self):
         self.requested = False
+        self.attempt = -1  # the checkpoint step the asking worker group restored
         self.stop_step: int | None = None
-        self.highest_continued = 0  # the highest step some rank was told to continue after
+        self.highest_continued = 0  # the highest step some rank of the group was told to continue after
         self.ranks: dict[int, tuple[int, float, object]] = {}  # rank -> (step fetched, when, worker actor)
 
     def request_stop(self) -> None:
         self.requested = True
 
-    def ask(self, rank: int, *, fetched: int, step: int, worker) -> bool:
-        """Rank `rank` fetched the batch of step `fetched`; stop after step `step`?"""
+    def ask(self, rank: int, *, attempt: int, fetched: int, step: int, worker) -> bool:
+        """Rank `rank` of the group that restored step `attempt` has the batch of step `fetched`: stop
+        after step `step`? A restarted group from a newer checkpoint was told nothing yet, so its stop
+        is decided afresh (a group restarted from the same checkpoint keeps the earlier decision)."""
+        if attempt > self.attempt:
+            self.attempt, self.highest_continued, self.stop_step = attempt, attempt, None
         self.ranks[rank] = (fetched, time.monotonic(), worker)
         if self.requested and self.stop_step is None:
             self.stop_step = max(step, self.highest_continued + 1)  # no rank was told otherwise for it
@@ -68,22 +74,18 @@ class _ControlState:
 
 @dataclass
 class StepControl:
-    """The workers' end: picklable, passed in the train loop config."""
+    """The workers' end: passed in the train loop config (only the actor handle is pickled)."""
 
     state: ray.actor.ActorHandle
+    attempt: int = 0  # the checkpoint step this rank restored
+    _answers: dict = field(default_factory=dict, repr=False)  # step -> the pending answer for it
+    _worker: object = field(default=None, repr=False)  # this rank's worker actor, which the watchdog kills
 
-    def __post_init__(self):
-        self._answers: dict[int, ray.ObjectRef] = {}
-        self._worker = None  # this rank's worker actor, which the watchdog would kill
+    def __reduce__(self):
+        return (StepControl, (self.state,))
 
-    def __getstate__(self):
-        return {"state": self.state}
-
-    def __setstate__(self, values):
-        self.__init__(values["state"])
-
-    def fetched(self, step: int, *, rank: int) -> None:
-        """The batch of `step` is here: ask whether to stop after the next step (and beat)."""
+    def batch_ready(self, step: int, *, rank: int) -> None:
+        """The batch of `step` is here: beat, and ask already whether to stop after the step after it."""
         self._ask(rank, fetched=step, step=step + 1)
 
     def stop_after(self, step: int, *, rank: int) -> bool:
@@ -96,7 +98,7 @@ class StepControl:
 
     def _ask(self, rank: int, *, fetched: int, step: int, keep: bool = True) -> ray.ObjectRef:
         self._worker = self._worker or ray.get_runtime_context().current_actor
-        answer = self.state.ask.remote(rank, fetched=fetched, step=step, worker=self._worker)
+        answer = self.state.ask.remote(rank, attempt=self.attempt, fetched=fetched, step=step, worker=self._worker)
         if keep:
             self._answers[step] = answer
         return answer
@@ -123,25 +125,39 @@ class RunControl:
         ray.kill(self._state)
 
     def _watch(self) -> None:
-        deadline = None
+        deadline, failed = None, False
         while not self._done.wait(WATCH_S):
-            if deadline is None and self._stop_requested.is_set():
-                self._state.request_stop.remote()
-                deadline = time.monotonic() + self._grace_s
-                self._note(f"stop requested: checkpointing after the next step (grace period {self._grace_s:g} s)")
-            if deadline is not None and time.monotonic() > deadline:
-                self._note(f"no checkpoint within the grace period of {self._grace_s:g} s (run.stop_grace_s): "
-                           "interrupting")
-                os.kill(os.getpid(), signal.SIGTERM)  # the second one interrupts the run
+            try:
+                deadline = self._watch_once(deadline)
+            except Exception as error:  # the next round tries again; say it once
+                if not failed:
+                    print(f"[rayspeed] run control: {error!r}", flush=True)
+                failed = True
+            if deadline == INTERRUPTED:
                 return
-            if self._hang_timeout_s is not None:
-                self._end_a_hang(ray.get(self._state.progress.remote()))
 
-    def _end_a_hang(self, progress: dict) -> None:
-        if not progress or min(age for _, age, _ in progress.values()) < self._hang_timeout_s:
+    def _watch_once(self, deadline: float | None) -> float | None:
+        """One round: forward a stop request, end the grace period, look for a hang. Returns the
+        grace period's deadline (INTERRUPTED once it passed)."""
+        if deadline is None and self._stop_requested.is_set():
+            self._state.request_stop.remote()
+            deadline = time.monotonic() + self._grace_s
+            self._note(f"stop requested: checkpointing after the next step (grace period {self._grace_s:g} s)")
+        if deadline is not None and time.monotonic() > deadline:
+            self._note(f"no checkpoint within the grace period of {self._grace_s:g} s (run.stop_grace_s): "
+                       "interrupting")
+            os.kill(os.getpid(), signal.SIGTERM)  # the second one interrupts the run
+            return INTERRUPTED
+        if self._hang_timeout_s is not None:
+            self._end_a_hang()
+        return deadline
+
+    def _end_a_hang(self) -> None:
+        progress = self._stalled_progress()
+        if progress is None:
             return
         alive, unresponsive = _probe({rank: worker for rank, (_, _, worker) in progress.items()})
-        if not alive:  # the attempt is over (a restart is under way)
+        if not alive or self._stalled_progress() is None:  # a restart is under way, or a rank moved on
             return
         lowest = min(progress[rank][0] for rank in alive)
         hung = unresponsive or [rank for rank in alive if progress[rank][0] == lowest]
@@ -154,17 +170,27 @@ class RunControl:
         ray.get(self._state.forget.remote())
 
 
+    def _stalled_progress(self) -> dict | None:
+        """Every rank's progress when none has made any for `hang_timeout_s`, else None."""
+        progress = ray.get(self._state.progress.remote())
+        if not progress or min(age for _, age, _ in progress.values()) < self._hang_timeout_s:
+            return None
+        return progress
+
+
 def _probe(workers: dict[int, object]) -> tuple[list[int], list[int]]:
     """(ranks whose worker actor lives, those of them that do not answer within PROBE_TIMEOUT_S)."""
-    answers = {rank: worker.__ray_ready__.remote() for rank, worker in workers.items()}
+    answers = {rank: worker.__ray_ready__.remote() for rank, worker in sorted(workers.items())}
+    ready, _ = ray.wait(list(answers.values()), num_returns=len(answers), timeout=PROBE_TIMEOUT_S)
     alive, unresponsive = [], []
-    for rank, answer in sorted(answers.items()):
-        try:
-            ray.get(answer, timeout=PROBE_TIMEOUT_S)
-            alive.append(rank)
-        except GetTimeoutError:
+    for rank, answer in answers.items():
+        if answer not in ready:
             alive.append(rank)
             unresponsive.append(rank)
+            continue
+        try:
+            ray.get(answer)
+            alive.append(rank)
         except RayActorError:
             pass
     return alive, unresponsive
