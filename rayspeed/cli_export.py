@@ -1,0 +1,41 @@
+"""`rayspeed export`: a run's checkpoint as a model that loads with torch alone. No Ray cluster."""
+
+import argparse
+import posixpath
+from pathlib import Path
+
+import yaml
+from pydantic import TypeAdapter
+
+from rayspeed.config.model import ModelConfig
+from rayspeed.errors import RunStateError
+
+
+def add_export_parser(verbs) -> None:
+    export = verbs.add_parser("export", help="consolidate a run's checkpoint (any ZeRO stage) into one "
+                                             "safetensors model with its config and preprocessing")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory (a path or a URI such as s3://b/runs/x)")
+    export.add_argument("--out", required=True, type=Path, help="a new (or empty) directory for the export")
+    export.add_argument("--checkpoint", default="best",
+                        help="best (summary.json's, default), latest, or a checkpoint's name such as step_00000040")
+    export.set_defaults(command=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Reads the run's saved config (its model section and ZeRO stage) and writes the export."""
+    from rayspeed.runs.layout import CONFIG_FILE
+    from rayspeed.runs.storage import RunStorage
+    from rayspeed.trainers.export import export_checkpoint
+
+    location, separator, query = args.run_dir.partition("?")  # a URI's options stay with its storage path
+    parent, name = posixpath.split(location.rstrip("/"))
+    storage = RunStorage.open((parent or ".") + separator + query, name)
+    saved = storage.read_text(CONFIG_FILE)
+    if saved is None:
+        raise RunStateError(f"{args.run_dir} is not a rayspeed run: it has no {CONFIG_FILE}")
+    saved = yaml.safe_load(saved)  # resolved and redacted: only its model section and ZeRO stage are read
+    model = TypeAdapter(ModelConfig).validate_python(saved["model"])
+    source = export_checkpoint(model, storage, zero_stage=saved["train"]["zero_stage"], which=args.checkpoint,
+                               out=args.out)
+    print(f"exported {source['checkpoint']} (step {source['step']}) of {source['run']} to {args.out}")
+    return 0

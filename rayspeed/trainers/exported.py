@@ -1,0 +1,54 @@
+"""An exported model (`rayspeed export`): the weights as one fp32 safetensors file, the model section
+that builds the network, and the fitted preprocessing that turns raw rows into its inputs. Loading it
+needs torch and safetensors only: no Ray, no DeepSpeed.
+
+    from rayspeed.trainers.exported import load_exported
+    from rayspeed.datasets.encoding import model_rows
+    exported = load_exported("digits-model")
+    inputs = model_rows(raw_rows_dataframe, preprocessing=exported.preprocessing)
+    logits = exported.model(torch.from_numpy(inputs["features"]))
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import TypeAdapter
+from safetensors.torch import load_model
+from torch import nn
+
+from rayspeed.config.model import ModelConfig
+from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
+from rayspeed.errors import RunStateError
+from rayspeed.trainers.models import build_model
+
+WEIGHTS_FILE = "model.safetensors"
+MODEL_FILE = "model.json"  # the model section, the input spec, and where the weights came from
+PREPROCESSING_FILE = "preprocessing.json"
+EXPORT_FILES = (WEIGHTS_FILE, MODEL_FILE, PREPROCESSING_FILE)
+
+
+@dataclass(frozen=True)
+class Exported:
+    model: nn.Module  # in eval mode, on the CPU
+    spec: InputSpec
+    preprocessing: Preprocessing
+    source: dict  # run, checkpoint and step the weights came from
+
+
+def load_exported(directory: str | Path) -> Exported:
+    """Builds the model and loads its weights.
+
+    Raises:
+        RunStateError: a file of the export is missing.
+    """
+    directory = Path(directory)
+    missing = [name for name in EXPORT_FILES if not (directory / name).is_file()]
+    if missing:
+        raise RunStateError(f"{directory} is not a complete rayspeed export: {', '.join(missing)} missing")
+    described = json.loads((directory / MODEL_FILE).read_text())
+    preprocessing = Preprocessing.from_dict(json.loads((directory / PREPROCESSING_FILE).read_text()))
+    spec = InputSpec.of(preprocessing)
+    model = build_model(TypeAdapter(ModelConfig).validate_python(described["model"]), spec)
+    load_model(model, directory / WEIGHTS_FILE, strict=True)
+    return Exported(model=model.eval(), spec=spec, preprocessing=preprocessing, source=described["source"])
