@@ -12,8 +12,8 @@ import yaml
 
 from rayspeed.cli_arguments import config_arguments
 from rayspeed.cli_cluster import add_cluster_parsers
-from rayspeed.cli_export import add_export_parser
 from rayspeed.cli_k8s import add_k8s_parser
+from rayspeed.cli_results import add_results_parsers
 from rayspeed.config import ExperimentConfig, load_config
 from rayspeed.config.preflight import importable_from, preflight
 from rayspeed.config.redact import redact
@@ -232,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
 
     verbs.add_parser("schema", help="print the experiment JSON Schema (for editor completion)").set_defaults(
         command=_schema)
-    add_export_parser(verbs)
+    add_results_parsers(verbs)
     add_cluster_parsers(verbs)
     add_k8s_parser(verbs)
     return parser

@@ -96,10 +96,14 @@ class RunStorage:
         return self.filesystem.get_file_info(self.join(*parts)).type != pafs.FileType.NotFound
 
     def read_text(self, *parts: str) -> str | None:
+        content = self.read_bytes(*parts)
+        return None if content is None else content.decode()
+
+    def read_bytes(self, *parts: str) -> bytes | None:
         if not self.exists(*parts):
             return None
         with self.filesystem.open_input_stream(self.join(*parts)) as stream:
-            return stream.read().decode()
+            return stream.read()
 
     def write(self, data: bytes | str, *parts: str) -> None:
         """Replaces the file whole and atomically."""
