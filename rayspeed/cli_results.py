@@ -2,17 +2,18 @@
 loads with torch alone) and `report` (figures and an HTML page)."""
 
 import argparse
-import posixpath
+import json
+import sys
 from pathlib import Path
 
 import yaml
-from pydantic import TypeAdapter
 
-from rayspeed.config.model import ModelConfig
-from rayspeed.errors import RunStateError
+from rayspeed.config.redact import REDACTED
+from rayspeed.errors import ConfigError, RunStateError
+from rayspeed.runs.storage import RunStorage
 
 
-def add_results_parsers(verbs) -> None:
+def add_results_parsers(verbs: argparse._SubParsersAction) -> None:
     export = verbs.add_parser("export", help="consolidate a run's checkpoint (any ZeRO stage) into one "
                                              "safetensors model with its config and preprocessing")
     export.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory (a path or a URI such as s3://b/runs/x)")
@@ -29,15 +30,22 @@ def _export(args: argparse.Namespace) -> int:
     """Reads the run's saved config (its model section and ZeRO stage) and writes the export."""
     from rayspeed.runs.layout import CONFIG_FILE
     from rayspeed.trainers.export import export_checkpoint
+    from rayspeed.trainers.exported import model_section
 
-    storage = _run_storage(args.run_dir)
+    storage = RunStorage.at(args.run_dir)
     saved = storage.read_text(CONFIG_FILE)
     if saved is None:
         raise RunStateError(f"{args.run_dir} is not a rayspeed run: it has no {CONFIG_FILE}")
     saved = yaml.safe_load(saved)  # resolved and redacted: only its model section and ZeRO stage are read
-    model = TypeAdapter(ModelConfig).validate_python(saved["model"])
-    source = export_checkpoint(model, storage, zero_stage=saved["train"]["zero_stage"], which=args.checkpoint,
-                               out=args.out)
+    if REDACTED in json.dumps(saved.get("model")):
+        raise ConfigError(f"{storage.display(CONFIG_FILE)}: the model section holds a value saved as {REDACTED} "
+                          "(its key looks like a secret's); the model cannot be rebuilt from it")
+    try:
+        model, zero_stage = model_section(saved["model"]), saved["train"]["zero_stage"]
+    except (KeyError, ValueError) as error:
+        raise ConfigError(f"{storage.display(CONFIG_FILE)}: not the config of this rayspeed: {error}") from None
+    source = export_checkpoint(model, storage, zero_stage=zero_stage, which=args.checkpoint, out=args.out,
+                               warn=lambda line: print(f"rayspeed: {line}", file=sys.stderr))
     print(f"exported {source['checkpoint']} (step {source['step']}) of {source['run']} to {args.out}")
     return 0
 
@@ -45,15 +53,6 @@ def _export(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from rayspeed.runs.report import write_report
 
-    for line in write_report(_run_storage(args.run_dir)):
+    for line in write_report(RunStorage.at(args.run_dir)):
         print(line)
     return 0
-
-
-def _run_storage(run_dir: str):
-    """The run directory as storage: its parent and its name (a URI's options stay with the parent)."""
-    from rayspeed.runs.storage import RunStorage
-
-    location, separator, query = run_dir.partition("?")
-    parent, name = posixpath.split(location.rstrip("/"))
-    return RunStorage.open((parent or ".") + separator + query, name)

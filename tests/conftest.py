@@ -3,6 +3,8 @@
 import copy
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,11 @@ TINY_DIGITS = {
 
 def run_dir(tmp_path: Path, name: str) -> Path:
     return tmp_path / "runs" / name
+
+
+def rayspeed_command(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`rayspeed ARGS` in a new process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "rayspeed", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def metrics(directory: Path) -> list[dict]:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import experiment, metrics, run_dir, train
+from conftest import experiment, metrics, rayspeed_command, run_dir, train
 
 pytestmark = pytest.mark.ray
 
@@ -34,10 +34,6 @@ print(json.dumps({"accuracy": float((predicted == rows["label"]).mean()), "rows"
 """
 
 
-def rayspeed(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rayspeed", *args], capture_output=True, text=True, timeout=300)
-
-
 def test_export_of_a_zero3_run_loads_in_plain_torch_and_reproduces_its_test_accuracy(tmp_path, ray_address):
     config = experiment(tmp_path, run={"name": "exported"}, train={"zero_stage": 3}, tracking={"mode": "disabled"})
     summary = train(config, ray_address, wandb_mode="disabled")
@@ -45,7 +41,7 @@ def test_export_of_a_zero3_run_loads_in_plain_torch_and_reproduces_its_test_accu
     final = metrics(directory)[-1]
 
     out = tmp_path / "model"
-    result = rayspeed("export", str(directory), "--out", str(out), "--checkpoint", "latest")
+    result = rayspeed_command("export", str(directory), "--out", str(out), "--checkpoint", "latest")
     assert result.returncode == 0, result.stderr
     assert f"exported step_{final['step']:08d} (step {final['step']}) of {directory} to {out}" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors", "preprocessing.json"]
@@ -59,9 +55,15 @@ def test_export_of_a_zero3_run_loads_in_plain_torch_and_reproduces_its_test_accu
     assert loaded["rows"] == json.loads((directory / "data_report.json").read_text())["split_rows"]["test"]
     assert loaded["accuracy"] == pytest.approx(summary.final["test_accuracy"], abs=1e-9) and loaded["accuracy"] > 0.8
 
-    again = rayspeed("export", str(directory), "--out", str(out))
-    assert again.returncode == 2 and f"--out {out} is not empty" in again.stderr  # nothing overwritten
-    assert rayspeed("export", str(directory), "--out", str(tmp_path / "x"), "--checkpoint", "step_9").returncode == 2
+    best = json.loads((directory / "summary.json").read_text())["best_checkpoint"].rsplit("/", 1)[-1]
+    by_default = rayspeed_command("export", str(directory), "--out", str(tmp_path / "best"))  # the best
+    assert by_default.returncode == 0 and f"exported {best} " in by_default.stdout, by_default.stderr
+
+    again = rayspeed_command("export", str(directory), "--out", str(out))
+    assert again.returncode == 2 and f"--out {out} is not an empty directory" in again.stderr  # nothing overwritten
+    unknown = rayspeed_command("export", str(directory), "--out", str(tmp_path / "x"), "--checkpoint", "step_9")
+    assert unknown.returncode == 2 and "has no such checkpoint" in unknown.stderr
+    assert not (tmp_path / "x").exists()
     (out / "model.json").unlink()
     broken = subprocess.run([sys.executable, "-c", LOAD_AND_SCORE, str(out), str(config)], capture_output=True,
                             text=True, timeout=120)

@@ -3,18 +3,13 @@ with content on them, and the page shows them and the numbers."""
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from conftest import rayspeed_command
 from PIL import Image
 
 from rayspeed.runs import sweep_plots
-
-
-def rayspeed(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rayspeed", *args], capture_output=True, text=True, timeout=120)
 
 
 def assert_drawn(path: Path, size: tuple[int, int]) -> None:
@@ -36,7 +31,7 @@ def test_a_run_report_draws_curves_lr_throughput_and_the_confusion_matrix(tmp_pa
     (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     (run / "input_spec.json").write_text(json.dumps({"classes": list(range(10))}))
 
-    result = rayspeed("report", str(run))
+    result = rayspeed_command("report", str(run))
     assert result.returncode == 0, result.stderr
     report = run / "report"
     assert result.stdout.split() == [str(report / name) for name in (
@@ -63,7 +58,7 @@ def test_a_sweep_report_shows_every_trial_and_the_sweeps_plots(tmp_path):
     (sweep / "sweep_values.png").write_bytes(sweep_plots.metric_by_value(
         trials, paths=["train.lr"], log_paths={"train.lr"}, metric="val_accuracy", title="sweep"))
 
-    result = rayspeed("report", str(sweep))
+    result = rayspeed_command("report", str(sweep))
     assert result.returncode == 0, result.stderr
     assert_drawn(sweep / "report" / "sweep_curves.png", (700, 450))
     assert_drawn(sweep / "report" / "sweep_values.png", (450, 400))
@@ -73,5 +68,5 @@ def test_a_sweep_report_shows_every_trial_and_the_sweeps_plots(tmp_path):
 
 
 def test_a_directory_without_results_is_refused(tmp_path):
-    result = rayspeed("report", str(tmp_path))
+    result = rayspeed_command("report", str(tmp_path))
     assert result.returncode == 2 and "nothing to report" in result.stderr

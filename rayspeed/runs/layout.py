@@ -23,6 +23,9 @@ SWEEP_CURVES_FILE = "sweep_curves.png"  # every trial's learning curve, early st
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints
 CORRUPT_DIR = "corrupt"  # checkpoints that failed verification on resume, set aside (never deleted)
 CHECKPOINT_PREFIX = "step_"
+# Inside a checkpoint: DeepSpeed's tag folder (model, ZeRO shards, lr schedule) and the loop's state.
+DEEPSPEED_TAG = "deepspeed"
+TRAIN_STATE = "train_state.json"
 
 
 def local_run_dir(name: str) -> Path:

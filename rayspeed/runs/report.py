@@ -16,6 +16,7 @@ from rayspeed.runs import plots
 from rayspeed.runs.layout import INPUT_SPEC_FILE, SWEEP_CURVES_FILE, SWEEP_FILE, SWEEP_VALUES_FILE
 from rayspeed.runs.metrics_log import read_metrics
 from rayspeed.runs.storage import RunStorage
+from rayspeed.runs.summary import scalars_of
 
 REPORT_DIR = "report"
 PAGE = "index.html"
@@ -58,8 +59,8 @@ def _run(rows: list[dict], *, classes: list, title: str) -> tuple[dict[str, byte
     if final.get("test_confusion"):
         figures["confusion_matrix.png"] = plots.confusion_matrix(
             final["test_confusion"], classes or list(range(len(final["test_confusion"]))), title=f"{title}: test set")
-    shown = {key: value for key, value in final.items() if isinstance(value, (int, float)) and key != "done"}
-    return figures, f"<h2>Last step</h2>\n{_table([shown])}"
+    numbers = {key: value for key, value in scalars_of(final).items() if not isinstance(value, bool)}
+    return figures, f"<h2>Last step</h2>\n{_table([numbers])}"
 
 
 def _curves(rows: list[dict], *, title: str) -> bytes:
@@ -72,7 +73,9 @@ def _curves(rows: list[dict], *, title: str) -> bytes:
     loss.set_ylabel("loss")
     loss.legend()
     metric = next((m for m in QUALITY if any(m in r for r in val)), None)
-    if metric:
+    if not metric:
+        figure.delaxes(quality)
+    else:
         quality.plot([r["step"] for r in val if metric in r], [r[metric] for r in val if metric in r], "s-",
                      color="tab:green", label=metric)
         quality.set_xlabel("optimizer step")

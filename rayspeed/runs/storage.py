@@ -39,6 +39,17 @@ class RunStorage:
         local = str(Path(storage_path).expanduser().resolve())
         return cls(local, pafs.LocalFileSystem(), local, name)
 
+    @classmethod
+    def at(cls, run_dir: str) -> "RunStorage":
+        """A run directory given whole (`runs/x`, `s3://b/runs/x?endpoint_override=...`): its parent is
+        the storage path (keeping a URI's options), its last part the name."""
+        if not has_uri_scheme(run_dir):
+            local = Path(run_dir).expanduser().resolve()
+            return cls.open(str(local.parent), local.name)
+        location, separator, query = run_dir.partition("?")
+        parent, name = posixpath.split(location.rstrip("/"))
+        return cls.open(parent + separator + query, name)
+
     @property
     def path(self) -> str:
         return posixpath.join(self.root, self.name)

@@ -22,10 +22,13 @@ import ray.train
 import torch
 
 from rayspeed.runs.checkpoint_manifest import write_manifest
-from rayspeed.runs.layout import INPUT_SPEC_FILE, PREPROCESSING_FILE, checkpoint_dir_name
-
-DEEPSPEED_TAG = "deepspeed"
-TRAIN_STATE = "train_state.json"
+from rayspeed.runs.layout import (
+    DEEPSPEED_TAG,
+    INPUT_SPEC_FILE,
+    PREPROCESSING_FILE,
+    TRAIN_STATE,
+    checkpoint_dir_name,
+)
 
 
 @contextlib.contextmanager

@@ -1,77 +1,89 @@
 """`rayspeed export`: one checkpoint of a run consolidated into a model that loads without Ray or
-DeepSpeed (`trainers.exported`). DeepSpeed's own consolidation gathers the fp32 master weights of
-every rank's ZeRO 1-3 shards; a ZeRO-0 checkpoint holds the whole model already."""
+DeepSpeed (`trainers.exported`). It imports neither Ray nor, for ZeRO 0, DeepSpeed."""
 
 import json
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import torch
 from safetensors.torch import save_model
 
 from rayspeed.config.model import ModelConfig
-from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
 from rayspeed.errors import RunStateError
 from rayspeed.runs.checkpoint_manifest import has_manifests, problems
-from rayspeed.runs.layout import PREPROCESSING_FILE, RAY_SNAPSHOT, SUMMARY_FILE
+from rayspeed.runs.layout import DEEPSPEED_TAG, PREPROCESSING_FILE, RAY_SNAPSHOT, SUMMARY_FILE, TRAIN_STATE
 from rayspeed.runs.storage import RunStorage
-from rayspeed.trainers.checkpointing import DEEPSPEED_TAG
-from rayspeed.trainers.exported import MODEL_FILE, WEIGHTS_FILE
-from rayspeed.trainers.exported import PREPROCESSING_FILE as EXPORTED_PREPROCESSING
-from rayspeed.trainers.models import build_model
+from rayspeed.trainers.exported import MODEL_FILE, WEIGHTS_FILE, exported_model
+
+LOCAL = pafs.LocalFileSystem()
 
 
-def export_checkpoint(model_config: ModelConfig, storage: RunStorage, *, zero_stage: int, which: str,
-                      out: Path) -> dict:
+def export_checkpoint(model_config: ModelConfig, storage: RunStorage, *, zero_stage: int, which: str, out: Path,
+                      warn: Callable[[str], None]) -> dict:
     """Writes the export of checkpoint `which` (best, latest, or a checkpoint's directory name) into
-    `out`, which must not exist or be empty. Returns what model.json says of its source.
+    `out`, which must not exist or be empty; a failed export leaves no `out` behind. Returns what
+    model.json says of its source.
 
     Raises:
         RunStateError: no such checkpoint, a damaged one, or `out` holds files.
     """
-    if out.exists() and any(out.iterdir()):
-        raise RunStateError(f"--out {out} is not empty: an export never overwrites files")
-    name = _checkpoint_name(storage, which)
-    if has_manifests(storage.filesystem, storage.join(name)) and (found := problems(storage.filesystem,
-                                                                                   storage.join(name))):
-        raise RunStateError(f"checkpoint {storage.display(name)} is damaged: {'; '.join(found[:3])}")
-    preprocessing = json.loads(storage.read_text(PREPROCESSING_FILE))
-    spec = InputSpec.of(Preprocessing.from_dict(preprocessing))
-    model = build_model(model_config, spec)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunStateError(f"--out {out} is not an empty directory: an export never overwrites files")
+    name = _checkpoint_name(storage, which, warn=warn)
     with tempfile.TemporaryDirectory(prefix="rayspeed-export-") as local:
-        storage.download(local, name)
-        state = json.loads((Path(local) / "train_state.json").read_text())
-        model.load_state_dict(_fp32_state_dict(Path(local), zero_stage=zero_stage), strict=True)
-    source = {"run": storage.display(), "checkpoint": name, "step": state["step"]}
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(out / WEIGHTS_FILE))  # tied weights (a GPT's embedding and head) saved once
-    (out / MODEL_FILE).write_text(json.dumps({"model": model_config.model_dump(mode="json"), "source": source,
-                                              "input_spec": spec.to_dict()}, indent=2))
-    (out / EXPORTED_PREPROCESSING).write_text(json.dumps(preprocessing, indent=2))
+        storage.download(local, name)  # then verified and read locally: object storage is read once
+        checkpoint = Path(local)
+        if not has_manifests(LOCAL, local):
+            warn(f"checkpoint {name} was written before rayspeed kept manifests: exported unverified")
+        elif found := problems(LOCAL, local):
+            raise RunStateError(f"checkpoint {storage.display(name)} is damaged: {'; '.join(found[:3])}")
+        preprocessing = json.loads((checkpoint / PREPROCESSING_FILE).read_text())
+        model = exported_model(model_config, preprocessing)
+        model.load_state_dict(_fp32_state_dict(checkpoint, zero_stage=zero_stage), strict=True)
+        step = json.loads((checkpoint / TRAIN_STATE).read_text())["step"]
+    source = {"run": storage.display(), "checkpoint": name, "step": step}
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        save_model(model, str(out / WEIGHTS_FILE))  # tied weights (a GPT's embedding and head) saved once
+        (out / MODEL_FILE).write_text(json.dumps({"model": model_config.model_dump(mode="json"), "source": source},
+                                                 indent=2))
+        (out / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2))
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return source
 
 
-def _checkpoint_name(storage: RunStorage, which: str) -> str:
-    """best: summary.json's best checkpoint; latest: Ray's latest; else the name itself."""
-    snapshot = storage.read_text(RAY_SNAPSHOT)
-    if snapshot is None:
-        raise RunStateError(f"run {storage.display()} has no checkpoint to export")
-    if which == "latest":
-        return json.loads(snapshot)["latest_checkpoint_result"]["checkpoint_dir_name"]
+def _checkpoint_name(storage: RunStorage, which: str, *, warn: Callable[[str], None]) -> str:
+    """best: summary.json's best checkpoint (a run without a summary has not finished: its latest);
+    latest: Ray's latest; else the name itself. It must still be in the run directory."""
+    snapshot = json.loads(storage.read_text(RAY_SNAPSHOT) or "{}")
+    latest = (snapshot.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
     if which == "best":
-        summary = json.loads(storage.read_text(SUMMARY_FILE) or "{}")
-        best = summary.get("best_checkpoint")
-        return best.rstrip("/").rsplit("/", 1)[-1] if best else _checkpoint_name(storage, "latest")
-    if not storage.exists(which, "train_state.json"):
-        raise RunStateError(f"--checkpoint {which}: run {storage.display()} has no such checkpoint")
-    return which
+        best = json.loads(storage.read_text(SUMMARY_FILE) or "{}").get("best_checkpoint")
+        if not best:
+            warn("the run has no summary.json with a best checkpoint (it has not finished): exporting its latest")
+        name = best.rstrip("/").rsplit("/", 1)[-1] if best else latest
+    else:
+        name = latest if which == "latest" else which
+    if not name or not storage.exists(name, TRAIN_STATE):
+        raise RunStateError(f"--checkpoint {which}: run {storage.display()} has no such checkpoint"
+                            + (f" ({name} is gone: checkpoint.keep removed it, or it was set aside)" if name else ""))
+    return name
 
 
 def _fp32_state_dict(checkpoint: Path, *, zero_stage: int) -> dict[str, torch.Tensor]:
+    """ZeRO 1-3: DeepSpeed gathers the fp32 master weights from every rank's optimizer shards. ZeRO 0:
+    the module's own weights (under bf16 or fp16 the half-precision ones the run evaluated)."""
     if zero_stage == 0:
         states = torch.load(checkpoint / DEEPSPEED_TAG / "mp_rank_00_model_states.pt", map_location="cpu",
                             weights_only=False)
-        return {key: value.float() if value.is_floating_point() else value for key, value in states["module"].items()}
+        return states["module"]  # load_state_dict casts into the fp32 model
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     return get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=DEEPSPEED_TAG)

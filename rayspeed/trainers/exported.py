@@ -20,11 +20,11 @@ from torch import nn
 from rayspeed.config.model import ModelConfig
 from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
 from rayspeed.errors import RunStateError
+from rayspeed.runs.layout import PREPROCESSING_FILE
 from rayspeed.trainers.models import build_model
 
 WEIGHTS_FILE = "model.safetensors"
-MODEL_FILE = "model.json"  # the model section, the input spec, and where the weights came from
-PREPROCESSING_FILE = "preprocessing.json"
+MODEL_FILE = "model.json"  # the model section, and the run, checkpoint and step the weights came from
 EXPORT_FILES = (WEIGHTS_FILE, MODEL_FILE, PREPROCESSING_FILE)
 
 
@@ -47,8 +47,19 @@ def load_exported(directory: str | Path) -> Exported:
     if missing:
         raise RunStateError(f"{directory} is not a complete rayspeed export: {', '.join(missing)} missing")
     described = json.loads((directory / MODEL_FILE).read_text())
-    preprocessing = Preprocessing.from_dict(json.loads((directory / PREPROCESSING_FILE).read_text()))
-    spec = InputSpec.of(preprocessing)
-    model = build_model(TypeAdapter(ModelConfig).validate_python(described["model"]), spec)
+    fitted = json.loads((directory / PREPROCESSING_FILE).read_text())
+    model = exported_model(model_section(described["model"]), fitted)
     load_model(model, directory / WEIGHTS_FILE, strict=True)
-    return Exported(model=model.eval(), spec=spec, preprocessing=preprocessing, source=described["source"])
+    preprocessing = Preprocessing.from_dict(fitted)
+    return Exported(model=model.eval(), spec=InputSpec.of(preprocessing), preprocessing=preprocessing,
+                    source=described["source"])
+
+
+def model_section(saved: dict) -> ModelConfig:
+    """The `model` section as saved (in model.json, or a run's config.yaml)."""
+    return TypeAdapter(ModelConfig).validate_python(saved)
+
+
+def exported_model(model: ModelConfig, preprocessing: dict) -> nn.Module:
+    """The network of the `model` section for the inputs the fitted preprocessing gives."""
+    return build_model(model, InputSpec.of(Preprocessing.from_dict(preprocessing)))
