@@ -35,10 +35,13 @@ def write_manifest(directory: str | Path, *, rank: int, world_size: int) -> None
     os.replace(temporary, directory / manifest_name(rank))
 
 
-def has_manifests(filesystem: pafs.FileSystem, path: str) -> bool:
-    """Whether any rank left a manifest (checkpoints of rayspeed before manifests have none)."""
+def verify(filesystem: pafs.FileSystem, path: str) -> list[str] | None:
+    """`problems` of the checkpoint at `path`, or None when it exists without any manifest (written by
+    rayspeed before manifests): it cannot be verified."""
     listing = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return any(info.base_name.startswith(MANIFEST_PREFIX) for info in listing)
+    if listing and not any(info.base_name.startswith(MANIFEST_PREFIX) for info in listing):
+        return None
+    return problems(filesystem, path)
 
 
 def problems(filesystem: pafs.FileSystem, path: str) -> list[str]:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 
 from rayspeed.errors import RunStateError
-from rayspeed.runs.checkpoint_manifest import has_manifests, problems
+from rayspeed.runs.checkpoint_manifest import verify
 from rayspeed.runs.layout import CORRUPT_DIR, RAY_SNAPSHOT
 from rayspeed.runs.storage import RunStorage
 
@@ -37,12 +37,10 @@ def set_aside_damaged(storage: RunStorage, *, warn: Callable[[str], None]) -> li
     damaged, intact = [], None
     for _, result in newest_first:
         name = result["checkpoint_dir_name"]
-        if not has_manifests(storage.filesystem, storage.join(name)) and storage.exists(name):
+        found = verify(storage.filesystem, storage.join(name))
+        if found is None:
             warn(f"checkpoint {storage.display(name)} was written before rayspeed kept manifests: resuming from "
                  "it unverified")
-            intact = result
-            break
-        found = problems(storage.filesystem, storage.join(name))
         if not found:
             intact = result
             break

@@ -13,7 +13,7 @@ from safetensors.torch import save_model
 
 from rayspeed.config.model import ModelConfig
 from rayspeed.errors import RunStateError
-from rayspeed.runs.checkpoint_manifest import has_manifests, problems
+from rayspeed.runs.checkpoint_manifest import verify
 from rayspeed.runs.layout import DEEPSPEED_TAG, PREPROCESSING_FILE, RAY_SNAPSHOT, SUMMARY_FILE, TRAIN_STATE
 from rayspeed.runs.storage import RunStorage
 from rayspeed.trainers.exported import MODEL_FILE, WEIGHTS_FILE, exported_model
@@ -36,9 +36,10 @@ def export_checkpoint(model_config: ModelConfig, storage: RunStorage, *, zero_st
     with tempfile.TemporaryDirectory(prefix="rayspeed-export-") as local:
         storage.download(local, name)  # then verified and read locally: object storage is read once
         checkpoint = Path(local)
-        if not has_manifests(LOCAL, local):
+        found = verify(LOCAL, local)
+        if found is None:
             warn(f"checkpoint {name} was written before rayspeed kept manifests: exported unverified")
-        elif found := problems(LOCAL, local):
+        elif found:
             raise RunStateError(f"checkpoint {storage.display(name)} is damaged: {'; '.join(found[:3])}")
         preprocessing = json.loads((checkpoint / PREPROCESSING_FILE).read_text())
         model = exported_model(model_config, preprocessing)
