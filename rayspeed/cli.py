@@ -134,7 +134,7 @@ def _fit_on_cluster(cfg, storage, start, terminal, *, address: str | None, code_
         stop_requested = threading.Event()
         signal.signal(signal.SIGTERM, _stop_gracefully(stop_requested))  # after ray.init, which installs its own
         terminal.say(f"cluster: {where}")
-        return fit(cfg, storage=storage, start=start, wandb_mode=wandb_mode(cfg.tracking.mode, env),
+        return fit(cfg, storage=storage, start=start, wandb_mode=cfg.tracking.mode_in(env),
                    observers=[ProgressDisplay(terminal)], stop_requested=stop_requested)
 
 
@@ -171,18 +171,9 @@ def _sweep_on_cluster(cfg, storage, start, terminal, *, args, code_dir: str | No
                  embedded_cpus=embedded_cpus(cfg), storage_path=cfg.run.storage_path) as where:
         signal.signal(signal.SIGTERM, _stop)
         terminal.say(f"cluster: {where}")
-        return sweep(cfg, storage=storage, resuming=start.resuming, wandb_mode=wandb_mode(cfg.tracking.mode, env),
+        return sweep(cfg, storage=storage, resuming=start.resuming, wandb_mode=cfg.tracking.mode_in(env),
                      wandb_env={key: env[key] for key in WANDB_ENV if key in env}, terminal=terminal,
                      retry_errored=args.retry_errored, where=where)
-
-
-def wandb_mode(configured: str, env: Mapping[str, str]) -> str:
-    """`tracking.mode`, where `auto` means: WANDB_MODE if set, else online with a key, else offline."""
-    if configured != "auto":
-        return configured
-    if env.get("WANDB_MODE") in ("online", "offline", "disabled"):
-        return env["WANDB_MODE"]
-    return "online" if env.get("WANDB_API_KEY") else "offline"
 
 
 def _config_show(args) -> int:

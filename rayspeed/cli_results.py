@@ -2,14 +2,15 @@
 loads with torch alone) and `report` (figures and an HTML page)."""
 
 import argparse
-import json
+import os
 import sys
 from pathlib import Path
 
-import yaml
-
-from rayspeed.config.redact import REDACTED
-from rayspeed.errors import ConfigError, RunStateError
+from rayspeed.config import ExperimentConfig
+from rayspeed.config.preflight import importable_from, preflight
+from rayspeed.config.saved import read_saved_config
+from rayspeed.errors import RunStateError
+from rayspeed.runs.layout import CONFIG_FILE
 from rayspeed.runs.storage import RunStorage
 
 
@@ -18,36 +19,106 @@ def add_results_parsers(verbs: argparse._SubParsersAction) -> None:
                                              "safetensors model with its config and preprocessing")
     export.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory (a path or a URI such as s3://b/runs/x)")
     export.add_argument("--out", required=True, type=Path, help="a new (or empty) directory for the export")
-    export.add_argument("--checkpoint", default="best",
-                        help="best (summary.json's, default), latest, or a checkpoint's name such as step_00000040")
+    _checkpoint_argument(export)
     export.set_defaults(command=_export)
+    evaluate = verbs.add_parser("evaluate", help="measure a checkpoint on a split of the run's data (on Ray): "
+                                                 "metrics.json and predictions.parquet under RUN_DIR/evaluation/")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory (a path or a URI such as s3://b/runs/x)")
+    evaluate.add_argument("--split", choices=["test", "val", "train"], default="test",
+                          help="the rows the run held back for testing (default), validation, or trained on")
+    _checkpoint_argument(evaluate)
+    evaluate.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    evaluate.add_argument("--verbose", action="store_true", help="also show Ray's output (always in the run's log)")
+    evaluate.set_defaults(command=_evaluate)
+    predict = verbs.add_parser("predict", help="an exported model over a table or a folder of pictures (on Ray): "
+                                               "one prediction per input row, in input order")
+    predict.add_argument("export_dir", metavar="EXPORT_DIR", help="a directory `rayspeed export` wrote")
+    predict.add_argument("input", metavar="INPUT", help="a parquet, CSV or JSON-lines file or folder of them "
+                                                        "(a path or URI), or a folder of pictures")
+    predict.add_argument("--out", required=True, type=Path, help="a new .parquet or .csv file")
+    predict.add_argument("--actors", type=int, default=2, help="model replicas (Ray Data actors; default 2)")
+    predict.add_argument("--gpu", action="store_true", help="one GPU per actor")
+    predict.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    predict.add_argument("--verbose", action="store_true", help="also show Ray's output")
+    predict.set_defaults(command=_predict)
     report = verbs.add_parser("report", help="draw a run's (or a sweep's) results: PNG figures and an HTML page")
     report.add_argument("run_dir", metavar="RUN_DIR", help="the run's or sweep's directory (a path or a URI)")
     report.set_defaults(command=_report)
 
 
-def _export(args: argparse.Namespace) -> int:
-    """Reads the run's saved config (its model section and ZeRO stage) and writes the export."""
-    from rayspeed.runs.layout import CONFIG_FILE
-    from rayspeed.trainers.export import export_checkpoint
-    from rayspeed.trainers.exported import model_section
+def _checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default="best",
+                        help="best (summary.json's, default), latest, or a checkpoint's name such as step_00000040")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """The run's own experiment, pre-flighted here (a model factory's module is shipped to Ray)."""
+    from rayspeed.cluster.connection import connect
+    from rayspeed.runs.output import capture_output, run_log_path
+    from rayspeed.trainers.checkpoint_evaluation import evaluate_checkpoint
+    from rayspeed.trainers.scores import describe_scores
 
     storage = RunStorage.at(args.run_dir)
-    saved = storage.read_text(CONFIG_FILE)
-    if saved is None:
-        raise RunStateError(f"{args.run_dir} is not a rayspeed run: it has no {CONFIG_FILE}")
-    saved = yaml.safe_load(saved)  # resolved and redacted: only its model section and ZeRO stage are read
-    if REDACTED in json.dumps(saved.get("model")):
-        raise ConfigError(f"{storage.display(CONFIG_FILE)}: the model section holds a value saved as {REDACTED} "
-                          "(its key looks like a secret's); the model cannot be rebuilt from it")
-    try:
-        model, zero_stage = model_section(saved["model"]), saved["train"]["zero_stage"]
-    except (KeyError, ValueError) as error:
-        raise ConfigError(f"{storage.display(CONFIG_FILE)}: not the config of this rayspeed: {error}") from None
-    source = export_checkpoint(model, storage, zero_stage=zero_stage, which=args.checkpoint, out=args.out,
-                               warn=lambda line: print(f"rayspeed: {line}", file=sys.stderr))
+    working_dir = os.getcwd()
+    importable_from(working_dir)
+    checked = preflight(saved_config(storage), working_dir=working_dir)
+    cfg = checked.cfg
+    log_path = run_log_path(storage)  # the run's log (a local copy for a run in object storage)
+    with capture_output(log_path, verbose=args.verbose) as terminal:
+        with connect(cfg.scaling, address=args.address or os.environ.get("RAY_ADDRESS"), env=os.environ,
+                     code_dir=checked.code_dir, code_excludes=checked.code_excludes) as where:
+            terminal.say(f"evaluating {args.checkpoint} checkpoint of {storage.display()} on {args.split}, {where}")
+            evaluation = evaluate_checkpoint(cfg, storage, split=args.split, which=args.checkpoint,
+                                             wandb_mode=cfg.tracking.mode_in(os.environ), warn=terminal.say)
+        for line in describe_scores(evaluation.scores):
+            terminal.say(line)
+        terminal.say(f"written to {evaluation.directory}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """Ray's output goes to a log next to the output file (or, with --verbose, to the terminal too)."""
+    from rayspeed.cluster.connection import connect
+    from rayspeed.config.scaling import ScalingConfig
+    from rayspeed.runs.output import capture_output
+    from rayspeed.trainers.prediction import predict_to_file
+
+    log_path = args.out.with_name(f"{args.out.name}.log")
+    scaling = ScalingConfig(num_workers=args.actors, use_gpu=args.gpu)
+    with capture_output(log_path, verbose=args.verbose) as terminal:
+        with connect(scaling, address=args.address or os.environ.get("RAY_ADDRESS"), env=os.environ) as where:
+            terminal.say(f"predicting {args.input} with {args.export_dir} on {where}")
+            rows = predict_to_file(args.export_dir, args.input, args.out, actors=args.actors, use_gpu=args.gpu)
+        terminal.say(f"wrote {rows} predictions to {args.out} (Ray's output: {log_path})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Reads the run's saved config (its model section and ZeRO stage) and writes the export."""
+    from rayspeed.trainers.export import export_checkpoint
+
+    storage = RunStorage.at(args.run_dir)
+    cfg = saved_config(storage)
+    source = export_checkpoint(cfg.model, storage, zero_stage=cfg.train.zero_stage, which=args.checkpoint,
+                               out=args.out, warn=_warn)
     print(f"exported {source['checkpoint']} (step {source['step']}) of {source['run']} to {args.out}")
     return 0
+
+
+def saved_config(storage: RunStorage) -> ExperimentConfig:
+    """The experiment the run in `storage` was started with.
+
+    Raises:
+        RunStateError: the directory is not a rayspeed run.
+    """
+    saved = storage.read_text(CONFIG_FILE)
+    if saved is None:
+        raise RunStateError(f"{storage.display()} is not a rayspeed run: it has no {CONFIG_FILE}")
+    return read_saved_config(saved, source=storage.display(CONFIG_FILE))
+
+
+def _warn(line: str) -> None:
+    print(f"rayspeed: {line}", file=sys.stderr)
 
 
 def _report(args: argparse.Namespace) -> int:

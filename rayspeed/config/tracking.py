@@ -1,5 +1,6 @@
 """The `tracking` section: Weights & Biases and the local metrics log."""
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import PositiveInt
@@ -20,3 +21,11 @@ class TrackingConfig(Section):
     """`auto` is online when WANDB_API_KEY is set and offline otherwise."""
     log_every_n_steps: PositiveInt = 10
     """Optimizer steps between metric reports (each report is a sync point of all workers)."""
+
+    def mode_in(self, env: Mapping[str, str]) -> str:
+        """`mode`, where `auto` means: WANDB_MODE if set, else online with a key, else offline."""
+        if self.mode != "auto":
+            return self.mode
+        if env.get("WANDB_MODE") in ("online", "offline", "disabled"):
+            return env["WANDB_MODE"]
+        return "online" if env.get("WANDB_API_KEY") else "offline"

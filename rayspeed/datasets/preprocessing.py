@@ -137,6 +137,7 @@ class InputSpec:
     feature_dtype: str
     classes: list
     target_std: float = 1.0  # regression: errors are reported in the target's units
+    target_mean: float = 0.0  # ... and predictions too
     image_shape: list[int] | None = None  # pictures: [channels, height, width] of the flat features
     vocab_size: int | None = None  # text: token ids are below this
     category_sizes: list[int] = field(default_factory=list)  # `ids`: slots of each categorical column
@@ -169,6 +170,7 @@ class InputSpec:
         return cls(task=preprocessing.task, features=names,
                    feature_shape=[math.prod(image or sequence or [len(names)])],
                    feature_dtype="float32", classes=preprocessing.classes, target_std=preprocessing.target_std,
+                   target_mean=preprocessing.target_mean,
                    image_shape=image, sequence_shape=sequence,
                    category_sizes=[len(c.slots) for c in preprocessing.categorical]
                    if preprocessing.categorical_encoding == "ids" else [])

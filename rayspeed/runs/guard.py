@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import yaml
 
 from rayspeed.config.experiment import ExperimentConfig
-from rayspeed.config.redact import redact
+from rayspeed.config.redact import REDACTED, redact
 from rayspeed.errors import RunStateError
 from rayspeed.runs.layout import CONFIG_FILE, IDENTITY_FILE, METRICS_FILE, RAY_SNAPSHOT
 from rayspeed.runs.storage import RunStorage
@@ -112,6 +112,7 @@ def _check_same_experiment(cfg: ExperimentConfig, storage: RunStorage, saved_tex
         f"{key}: {old!r} -> {new!r}"
         for key, old, new in _diff(yaml.safe_load(saved_text), _comparable(cfg))
         if not any(key == allowed or key.startswith(allowed) for allowed in RESUMABLE_CHANGES)
+        and old != REDACTED  # saved by an older rayspeed that redacted more keys (`tokenizer`)
     ]
     if differences:
         raise RunStateError(

@@ -21,6 +21,7 @@ BEST_CONFIG_FILE = "best_config.yaml"  # the experiment with the best values: `r
 SWEEP_VALUES_FILE = "sweep_values.png"  # the metric against each searched value
 SWEEP_CURVES_FILE = "sweep_curves.png"  # every trial's learning curve, early stops marked
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints
+EVALUATION_DIR = "evaluation"  # `rayspeed evaluate`: CHECKPOINT-SPLIT/metrics.json and predictions.parquet
 CORRUPT_DIR = "corrupt"  # checkpoints that failed verification on resume, set aside (never deleted)
 CHECKPOINT_PREFIX = "step_"
 # Inside a checkpoint: DeepSpeed's tag folder (model, ZeRO shards, lr schedule) and the loop's state.

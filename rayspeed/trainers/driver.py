@@ -28,7 +28,6 @@ from rayspeed.runs.layout import (
     PREPROCESSING_FILE,
     RAY_SNAPSHOT,
     WARM_START_DIR,
-    local_run_dir,
 )
 from rayspeed.runs.metrics_log import MetricsLog
 from rayspeed.runs.progress import RunObserver
@@ -42,7 +41,7 @@ from rayspeed.trainers.models import check_model_builds
 from rayspeed.trainers.plan import LoopPlan, plan_loop
 from rayspeed.trainers.recorder import RunRecorder
 from rayspeed.trainers.run_control import RunControl
-from rayspeed.trainers.tracking import NullSink, WandbSettings, WandbSink, data_summary
+from rayspeed.trainers.tracking import NullSink, WandbSink, data_summary, run_wandb_settings
 
 # How often Ray Train's controller polls the workers (Ray's default: 2 s), so also how long a reported
 # checkpoint waits to be committed (report_checkpoint waits for it).
@@ -261,10 +260,6 @@ def _wandb_sink(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode
                 data_report: dict):
     if mode == "disabled":
         return NullSink()
-    tracking = cfg.tracking
-    # wandb.init(dir=D) writes into D/wandb/: the run directory's `wandb/` when storage is local.
-    directory = storage.path if storage.is_local() else str(local_run_dir(cfg.run.name))
-    settings = WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
-                             run_id=run_id, name=cfg.run.name, dir=directory,
-                             config={**redact(cfg.resolved_dict()), **labels}, summary=data_summary(data_report))
-    return WandbSink(settings)
+    return WandbSink(run_wandb_settings(cfg, storage, run_id=run_id, mode=mode,
+                                        config={**redact(cfg.resolved_dict()), **labels},
+                                        summary=data_summary(data_report)))

@@ -1,15 +1,18 @@
-"""`rayspeed export`: one checkpoint of a run consolidated into a model that loads without Ray or
-DeepSpeed (`trainers.exported`). It imports neither Ray nor, for ZeRO 0, DeepSpeed."""
+"""One checkpoint of a run consolidated into a plain torch model: what `rayspeed evaluate` runs, and
+what `rayspeed export` writes so that it loads without Ray or DeepSpeed (`trainers.exported`). It
+imports neither Ray nor, for ZeRO 0, DeepSpeed."""
 
 import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.fs as pafs
 import torch
 from safetensors.torch import save_model
+from torch import nn
 
 from rayspeed.config.model import ModelConfig
 from rayspeed.errors import RunStateError
@@ -21,43 +24,63 @@ from rayspeed.trainers.exported import MODEL_FILE, WEIGHTS_FILE, exported_model
 LOCAL = pafs.LocalFileSystem()
 
 
-def export_checkpoint(model_config: ModelConfig, storage: RunStorage, *, zero_stage: int, which: str, out: Path,
-                      warn: Callable[[str], None]) -> dict:
-    """Writes the export of checkpoint `which` (best, latest, or a checkpoint's directory name) into
-    `out`, which must not exist or be empty; a failed export leaves no `out` behind. Returns what
-    model.json says of its source.
+@dataclass(frozen=True)
+class Consolidated:
+    """One checkpoint as a plain fp32 torch model, with what it needs to read raw rows."""
+
+    model: nn.Module
+    preprocessing: dict  # the fitted preprocessing, as saved with the checkpoint
+    source: dict  # run, checkpoint and step
+
+
+def consolidate_checkpoint(model_config: ModelConfig, storage: RunStorage, *, zero_stage: int, which: str,
+                           warn: Callable[[str], None]) -> Consolidated:
+    """Checkpoint `which` (best, latest, or a checkpoint's directory name) downloaded once, verified
+    against its manifests and gathered from every rank's shards into one model.
 
     Raises:
-        RunStateError: no such checkpoint, a damaged one, or `out` holds files.
+        RunStateError: no such checkpoint, or a damaged one.
     """
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RunStateError(f"--out {out} is not an empty directory: an export never overwrites files")
     name = _checkpoint_name(storage, which, warn=warn)
-    with tempfile.TemporaryDirectory(prefix="rayspeed-export-") as local:
+    with tempfile.TemporaryDirectory(prefix="rayspeed-checkpoint-") as local:
         storage.download(local, name)  # then verified and read locally: object storage is read once
         checkpoint = Path(local)
         found = verify(LOCAL, local)
         if found is None:
-            warn(f"checkpoint {name} was written before rayspeed kept manifests: exported unverified")
+            warn(f"checkpoint {name} was written before rayspeed kept manifests: read unverified")
         elif found:
             raise RunStateError(f"checkpoint {storage.display(name)} is damaged: {'; '.join(found[:3])}")
         preprocessing = json.loads((checkpoint / PREPROCESSING_FILE).read_text())
         model = exported_model(model_config, preprocessing)
         model.load_state_dict(_fp32_state_dict(checkpoint, zero_stage=zero_stage), strict=True)
         step = json.loads((checkpoint / TRAIN_STATE).read_text())["step"]
-    source = {"run": storage.display(), "checkpoint": name, "step": step}
+    return Consolidated(model=model.eval(), preprocessing=preprocessing,
+                        source={"run": storage.display(), "checkpoint": name, "step": step})
+
+
+def export_checkpoint(model_config: ModelConfig, storage: RunStorage, *, zero_stage: int, which: str, out: Path,
+                      warn: Callable[[str], None]) -> dict:
+    """Writes the export of checkpoint `which` into `out`, which must not exist or be empty; a failed
+    export leaves no `out` behind. Returns what model.json says of its source.
+
+    Raises:
+        RunStateError: no such checkpoint, a damaged one, or `out` holds files.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunStateError(f"--out {out} is not an empty directory: an export never overwrites files")
+    consolidated = consolidate_checkpoint(model_config, storage, zero_stage=zero_stage, which=which, warn=warn)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        save_model(model, str(out / WEIGHTS_FILE))  # tied weights (a GPT's embedding and head) saved once
-        (out / MODEL_FILE).write_text(json.dumps({"model": model_config.model_dump(mode="json"), "source": source},
-                                                 indent=2))
-        (out / PREPROCESSING_FILE).write_text(json.dumps(preprocessing, indent=2))
+        save_model(consolidated.model, str(out / WEIGHTS_FILE))  # tied weights (a GPT's embedding and head) once
+        (out / MODEL_FILE).write_text(json.dumps({"model": model_config.model_dump(mode="json"),
+                                                  "source": consolidated.source}, indent=2))
+        (out / PREPROCESSING_FILE).write_text(json.dumps(consolidated.preprocessing, indent=2))
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    return source
+    return consolidated.source
 
 
 def _checkpoint_name(storage: RunStorage, which: str, *, warn: Callable[[str], None]) -> str:

@@ -31,6 +31,7 @@ EXPORT_FILES = (WEIGHTS_FILE, MODEL_FILE, PREPROCESSING_FILE)
 @dataclass(frozen=True)
 class Exported:
     model: nn.Module  # in eval mode, on the CPU
+    config: ModelConfig  # the `model` section that built it
     spec: InputSpec
     preprocessing: Preprocessing
     source: dict  # run, checkpoint and step the weights came from
@@ -48,10 +49,11 @@ def load_exported(directory: str | Path) -> Exported:
         raise RunStateError(f"{directory} is not a complete rayspeed export: {', '.join(missing)} missing")
     described = json.loads((directory / MODEL_FILE).read_text())
     fitted = json.loads((directory / PREPROCESSING_FILE).read_text())
-    model = exported_model(model_section(described["model"]), fitted)
+    config = model_section(described["model"])
+    model = exported_model(config, fitted)
     load_model(model, directory / WEIGHTS_FILE, strict=True)
     preprocessing = Preprocessing.from_dict(fitted)
-    return Exported(model=model.eval(), spec=InputSpec.of(preprocessing), preprocessing=preprocessing,
+    return Exported(model=model.eval(), config=config, spec=InputSpec.of(preprocessing), preprocessing=preprocessing,
                     source=described["source"])
 
 

@@ -29,6 +29,10 @@ class Task(Protocol):
 
     def metrics(self, totals: torch.Tensor, *, split: str, with_details: bool) -> dict: ...
 
+    def predict(self, outputs: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """One prediction per row, in the data's own terms (`rayspeed evaluate` and `predict`)."""
+        ...
+
     def window_metrics(self, window: dict) -> dict:
         """Extra train metrics of a report window (e.g. tokens per second), from the meter's."""
         ...
@@ -88,6 +92,10 @@ class Classification(RowTask):
             metrics[f"{split}_confusion"] = confusion
         return metrics
 
+    def predict(self, outputs: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """The class index and every class's probability."""
+        return {"prediction": outputs.argmax(dim=1), "probabilities": outputs.float().softmax(dim=1)}
+
 
 def macro_f1(confusion: list[list[int]]) -> float:
     """The mean over every class of F1 (2 x true positives / (predicted + actual)); a class never
@@ -109,7 +117,7 @@ class Regression(RowTask):
 
     def __init__(self, spec: InputSpec):
         super().__init__(spec)
-        self._scale = spec.target_std
+        self._scale, self._mean = spec.target_std, spec.target_mean
 
     def output_size(self, spec: InputSpec) -> int:
         return 1
@@ -133,6 +141,10 @@ class Regression(RowTask):
         spread = square - total * total / rows
         return {f"{split}_loss": squared / rows, f"{split}_rmse": (squared / rows) ** 0.5 * self._scale,
                 f"{split}_mae": absolute / rows * self._scale, f"{split}_r2": 1 - squared / spread if spread else 0.0}
+
+    def predict(self, outputs: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """The target in its own units."""
+        return {"prediction": outputs.double().squeeze(-1) * self._scale + self._mean}
 
 
 class LanguageModeling:
@@ -165,6 +177,11 @@ class LanguageModeling:
         loss, tokens = totals.tolist()
         loss /= max(tokens, 1)
         return {f"{split}_loss": loss, f"{split}_perplexity": math.exp(min(loss, 700.0))}
+
+    def predict(self, outputs: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """Each block's mean cross entropy per predicted token (blocks are all one length)."""
+        losses = F.cross_entropy(outputs.float().transpose(1, 2), batch["features"][:, 1:].long(), reduction="none")
+        return {"loss": losses.mean(dim=1)}
 
     def window_metrics(self, window: dict) -> dict:
         return {"tokens_per_s": window["samples_per_s"] * self._context}

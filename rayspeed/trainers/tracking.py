@@ -12,6 +12,9 @@ workers and the Train controller never need it.
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.runs.layout import local_run_dir
+from rayspeed.runs.storage import RunStorage
 from rayspeed.trainers import wandb_records
 
 
@@ -28,6 +31,16 @@ class WandbSettings:
     dir: str
     config: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)  # flat `data/...` counts, set once in the run's summary
+
+
+def run_wandb_settings(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode: str, config: dict,
+                       summary: dict) -> WandbSettings:
+    """The settings of a run's one W&B run, for its training and for what is measured of it later."""
+    tracking = cfg.tracking
+    # wandb.init(dir=D) writes into D/wandb/: the run directory's `wandb/` when storage is local.
+    directory = storage.path if storage.is_local() else str(local_run_dir(cfg.run.name))
+    return WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
+                         run_id=run_id, name=cfg.run.name, dir=directory, config=config, summary=summary)
 
 
 class WandbSink:

@@ -1,0 +1,42 @@
+"""A run's saved config (`config.yaml`: resolved, secrets removed) read back as an experiment, for the
+verbs that work on a finished run (`evaluate`, `export`)."""
+
+import json
+
+import yaml
+
+from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.config.load import validate
+from rayspeed.config.redact import REDACTED
+from rayspeed.errors import ConfigError
+
+# Sections a run's results never depend on, whose redacted values (Secret names) would not validate.
+NOT_READ_BACK = ("k8s",)
+# Values that may hold redacted credentials harmlessly: the run's directory is given by the caller.
+UNUSED_WHEN_READ_BACK = ("run.",)
+
+
+def read_saved_config(text: str, *, source: str) -> ExperimentConfig:
+    """The experiment a run was started with.
+
+    Raises:
+        ConfigError: a value it needs was saved as `<redacted>` (its key looks like a secret's), or the
+            file is not the config of this rayspeed.
+    """
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: not a rayspeed run's config")
+    for section in NOT_READ_BACK:
+        raw.pop(section, None)
+    if hidden := sorted(path for path in _redacted_paths(raw) if not path.startswith(UNUSED_WHEN_READ_BACK)):
+        raise ConfigError(f"{source}: {', '.join(hidden)} saved as {REDACTED} (the key looks like a secret's): "
+                          "the run cannot be rebuilt from it")
+    return validate(raw, source=source)
+
+
+def _redacted_paths(value, path: str = ""):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _redacted_paths(item, f"{path}.{key}" if path else str(key))
+    elif REDACTED in json.dumps(value):  # a whole value, a URI's credentials, an item of a list
+        yield path
