@@ -80,7 +80,23 @@ class TransformerArgs(Section):
         return self
 
 
-class MlpModel(Section):
+class ModelSection(Section):
+    """What every model can start from: another run's exported weights, some of them frozen."""
+
+    init_from: str | None = None
+    """A directory `rayspeed export` wrote: training starts from its weights. Layers whose shape differs
+    (a head for another number of classes, an input layer for other features) start fresh."""
+    freeze: list[str] = []
+    """Parameter names (prefixes, e.g. `layers.0.`) that keep the weights of `init_from` and are not trained."""
+
+    @model_validator(mode="after")
+    def _freeze_what_was_loaded(self):
+        if self.freeze and not self.init_from:
+            raise ValueError("model.freeze: only with model.init_from (frozen fresh weights would never learn)")
+        return self
+
+
+class MlpModel(ModelSection):
     """The `mlp` model."""
 
     name: Literal["mlp"] = "mlp"
@@ -89,7 +105,7 @@ class MlpModel(Section):
     """Arguments of `mlp`."""
 
 
-class CnnModel(Section):
+class CnnModel(ModelSection):
     """The `cnn` model."""
 
     name: Literal["cnn"]
@@ -98,7 +114,7 @@ class CnnModel(Section):
     """Arguments of `cnn`."""
 
 
-class RnnModel(Section):
+class RnnModel(ModelSection):
     """The `rnn` model."""
 
     name: Literal["rnn"]
@@ -107,7 +123,7 @@ class RnnModel(Section):
     """Arguments of `rnn`."""
 
 
-class TransformerModel(Section):
+class TransformerModel(ModelSection):
     """The `transformer` model."""
 
     name: Literal["transformer"]
@@ -116,7 +132,7 @@ class TransformerModel(Section):
     """Arguments of `transformer`."""
 
 
-class FactoryModel(Section):
+class FactoryModel(ModelSection):
     """A user model: `package.module:function` returning an `nn.Module` of class logits."""
 
     name: None = None

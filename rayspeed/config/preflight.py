@@ -36,7 +36,7 @@ def preflight(cfg: ExperimentConfig, *, working_dir: str) -> Preflight:
     Raises:
         ConfigError: one line naming the field and what was expected.
     """
-    cfg = _absolute_data_path(cfg, working_dir)
+    cfg = _absolute_export_path(_absolute_data_path(cfg, working_dir), working_dir)
     code_dir = None
     if isinstance(cfg.model, FactoryModel):
         code_dir = _check_factory(cfg.model.factory, cfg.model.args, working_dir=working_dir)
@@ -70,6 +70,18 @@ def _absolute_data_path(cfg: ExperimentConfig, working_dir: str) -> ExperimentCo
         )
     resolved = str(path.resolve())
     return cfg if resolved == cfg.data.source else apply_overrides(cfg, {"data.source": resolved})
+
+
+def _absolute_export_path(cfg: ExperimentConfig, working_dir: str) -> ExperimentConfig:
+    """`model.init_from` as an absolute path to an existing directory (its files are checked when it is read)."""
+    if not cfg.model.init_from:
+        return cfg
+    path = Path(working_dir, Path(cfg.model.init_from).expanduser())
+    if not path.is_dir():
+        raise ConfigError(f"model.init_from: no such directory: {cfg.model.init_from!r} (expected what "
+                          "`rayspeed export` wrote)")
+    resolved = str(path.resolve())
+    return cfg if resolved == cfg.model.init_from else apply_overrides(cfg, {"model.init_from": resolved})
 
 
 def _check_factory(factory: str, args: dict, *, working_dir: str) -> str | None:

@@ -27,7 +27,7 @@ class MetricsLog:
     def append(self, rows: list[dict]) -> list[dict]:
         """Commits the rows after the last committed step; returns those (earlier ones are repeats
         from a restart and are dropped, so every step is recorded once)."""
-        last = self.last_step
+        last = self.last_step if self.rows else -1  # step 0: the score before training (`model.init_from`)
         new = [row for row in rows if row["step"] > last]
         if new:
             self._storage.append("".join(json.dumps(row) + "\n" for row in new), METRICS_FILE)

@@ -10,7 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def loss_curves(rows: list[dict], *, title: str) -> bytes:
     figure, axis = plt.subplots(figsize=(7, 4))
-    axis.plot([r["step"] for r in rows], [r["train_loss"] for r in rows], label="train loss")
+    trained = [r for r in rows if "train_loss" in r]  # not step 0's row: the score before training (init_from)
+    axis.plot([r["step"] for r in trained], [r["train_loss"] for r in trained], label="train loss")
     val = [r for r in rows if "val_loss" in r]
     if val:
         axis.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val loss")

@@ -76,8 +76,9 @@ class ProgressDisplay:
         elif "val_loss" in row:
             self._last_val = f"val_loss {row['val_loss']:.4f}"
         if self._bar is not None:
-            info = " | ".join(part for part in (f"epoch {row['epoch']:.2f}", f"loss {row['train_loss']:.4f}",
-                                                self._last_val, _speed(row)) if part)
+            trained = f"loss {row['train_loss']:.4f}" if "train_loss" in row else ""
+            info = " | ".join(part for part in (f"epoch {row['epoch']:.2f}", trained, self._last_val, _speed(row))
+                              if part)
             self._bar.update(self._task, completed=row["step"], info=info)
         if epoch_end or checkpoint:
             self._line(progress_line(row, total_steps=self._total_steps, checkpoint=checkpoint))
@@ -99,15 +100,21 @@ class ProgressDisplay:
 
 def progress_line(row: dict, *, total_steps: int | None, checkpoint: bool) -> str:
     step = f"step {row['step']}/{total_steps}" if total_steps else f"step {row['step']}"
-    parts = [step, f"epoch {row['epoch']:.2f}", f"train_loss {row['train_loss']:.4f}"]
+    parts = [step, f"epoch {row['epoch']:.2f}"]
+    if "train_loss" in row:
+        parts.append(f"train_loss {row['train_loss']:.4f}")
+    else:  # step 0: the score of the weights init_from gave, before training
+        parts[0] += " (before training)"
     parts += [f"{key} {row[key]:.4f}" for key in LINE_METRICS if key in row and not math.isnan(row[key])]
-    parts.append(_speed(row))
+    parts += [_speed(row)] if "samples_per_s" in row else []
     if checkpoint:
         parts.append("checkpoint saved")
     return "[rayspeed] " + " | ".join(parts)
 
 
 def _speed(row: dict) -> str:
+    if "samples_per_s" not in row:
+        return ""
     if "tokens_per_s" in row:
         return f"{row['tokens_per_s']:.0f} tokens/s"
     return f"{row['samples_per_s']:.0f} samples/s"

@@ -66,7 +66,8 @@ def _run(rows: list[dict], *, classes: list, title: str) -> tuple[dict[str, byte
 def _curves(rows: list[dict], *, title: str) -> bytes:
     """Loss of train and val on the left, the val quality metric on the right."""
     figure, (loss, quality) = plt.subplots(1, 2, figsize=(12, 4))
-    loss.plot([r["step"] for r in rows], [r["train_loss"] for r in rows], label="train loss")
+    trained = [r for r in rows if "train_loss" in r]  # not step 0's row: the score before training (init_from)
+    loss.plot([r["step"] for r in trained], [r["train_loss"] for r in trained], label="train loss")
     val = [r for r in rows if "val_loss" in r]
     loss.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val loss")
     loss.set_xlabel("optimizer step")

@@ -42,6 +42,7 @@ from rayspeed.trainers.plan import LoopPlan, plan_loop
 from rayspeed.trainers.recorder import RunRecorder
 from rayspeed.trainers.run_control import RunControl
 from rayspeed.trainers.tracking import NullSink, WandbSink, data_summary, run_wandb_settings
+from rayspeed.trainers.transfer import planned_adoption, read_initial_weights
 
 # How often Ray Train's controller polls the workers (Ray's default: 2 s), so also how long a reported
 # checkpoint waits to be committed (report_checkpoint waits for it).
@@ -78,11 +79,14 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         RunStopped: `stop_requested` was set and the run stopped after a checkpoint.
     """
     notes = _Notes(observers)
+    initial_weights = read_initial_weights(cfg.model)
     prepared = _prepare_data(cfg, storage, resuming=start.resuming, observers=observers)
     notes(prepared.describe())
     plan = plan_loop(cfg, split_rows=prepared.split_rows)
     spec = prepared.input_spec
     check_model_builds(cfg.model, spec)
+    if initial_weights is not None:
+        notes(planned_adoption(cfg.model, spec, initial_weights).describe(cfg.model.init_from))
     notes(f"{plan.total_steps} steps ({plan.steps_per_epoch} per epoch) of global batch {cfg.batch.global_batch} "
           f"on {cfg.scaling.num_workers} workers")
     _save_once(storage, PREPROCESSING_FILE, prepared.preprocessing.to_dict())
@@ -101,7 +105,8 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     recorder = RunRecorder(metrics, sink, plan, world=cfg.scaling.num_workers, observers=list(observers))
     control = RunControl(stop_requested=stop_requested, grace_s=cfg.run.stop_grace_s,
                          hang_timeout_s=cfg.run.hang_timeout_s, note=notes)
-    trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks, gate, control)
+    trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks, gate, control,
+                       initial_weights=None if initial_weights is None else [ray.put(initial_weights)])
     recorder.start()
     control.start()
     try:
@@ -191,7 +196,7 @@ def _prepare_data(cfg: ExperimentConfig, storage: RunStorage, *, resuming: bool,
 
 def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, storage: RunStorage,
              recorder: RunRecorder, train_callbacks: Sequence, gate: EpochGate | None,
-             control: RunControl) -> TorchTrainer:
+             control: RunControl, *, initial_weights: list[ray.ObjectRef] | None) -> TorchTrainer:
     scaling = cfg.scaling
     warm_start = (ray.train.Checkpoint(storage.join(WARM_START_DIR), filesystem=storage.filesystem)
                   if storage.exists(WARM_START_DIR) else None)
@@ -201,6 +206,7 @@ def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, stor
         train_loop_config={
             "experiment": cfg, "plan": plan, "input_spec": prepared.input_spec, "channel": recorder.channel,
             "gate": gate, "control": control.step_control, "warm_start": warm_start,
+            "initial_weights": initial_weights,
             "checkpoints": (storage.filesystem, storage.path),
             "artifacts": rank0_artifacts(preprocessing=prepared.preprocessing.to_dict(),
                                          input_spec=prepared.input_spec.to_dict())},

@@ -14,12 +14,12 @@ def build_engine(model: nn.Module, *, ds_config: dict, lr_plan: LrPlan, peak_lr:
 
     The lr scheduler is rayspeed's (see `schedule`); DeepSpeed steps it after each optimizer step and
     saves and loads it with its checkpoints. deepspeed is imported here, inside the worker, never in
-    the driver (ray-project/ray#50406).
+    the driver (ray-project/ray#50406). Frozen parameters (`model.freeze`) stay out of the optimizer.
     """
     import deepspeed
 
     engine, _, _, _ = deepspeed.initialize(
-        model=model, model_parameters=model.parameters(), config=ds_config,
+        model=model, model_parameters=[p for p in model.parameters() if p.requires_grad], config=ds_config,
         lr_scheduler=lambda optimizer: StepLrScheduler(optimizer, plan=lr_plan, peak_lr=peak_lr))
     return engine
 

@@ -28,6 +28,7 @@ from rayspeed.trainers.recorder import NullChannel
 from rayspeed.trainers.regularization import l1_penalty, penalized_weights, training_objective
 from rayspeed.trainers.run_control import StepControl
 from rayspeed.trainers.tasks import task_for
+from rayspeed.trainers.transfer import adopt
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -38,10 +39,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     plan: LoopPlan = loop_config["plan"]
     worker = Worker(cfg, plan, loop_config["input_spec"], channel=loop_config["channel"],
                     artifacts=loop_config["artifacts"], gate=loop_config["gate"],
-                    checkpoints=loop_config["checkpoints"], control=loop_config["control"])
+                    checkpoints=loop_config["checkpoints"], control=loop_config["control"],
+                    initial_weights=loop_config["initial_weights"])
     step = worker.restore(loop_config["warm_start"])
     if worker.stopped_early:  # a resumed run that had already stopped
         return
+    if step == 0 and cfg.model.init_from and plan.has_val:
+        worker.evaluate_before_training()
     try:
         _train_epochs(worker, step)
     finally:
@@ -85,7 +89,8 @@ class Worker:
     """One rank's engine and the log/report/validate/checkpoint policy around it."""
 
     def __init__(self, cfg: ExperimentConfig, plan: LoopPlan, spec: InputSpec, *, channel, artifacts: dict,
-                 gate: EpochGate | None, checkpoints: tuple, control: StepControl):
+                 gate: EpochGate | None, checkpoints: tuple, control: StepControl,
+                 initial_weights: list[ray.ObjectRef] | None):
         context = ray.train.get_context()
         self.rank, self.world = context.get_world_rank(), context.get_world_size()
         self.dtype = INPUT_DTYPES[cfg.train.precision]
@@ -104,6 +109,8 @@ class Worker:
         self.stopper = EarlyStopper.of(stopping, metric=score.score_metric, mode=score.score_mode) if stopping else None
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         model = build_model(cfg.model, spec)
+        if initial_weights:  # before DeepSpeed partitions the weights (ZeRO-3); a restore replaces them
+            adopt(model, ray.get(initial_weights[0]), freeze=cfg.model.freeze)
         self.engine = build_engine(model, ds_config=plan.ds_config, lr_plan=plan.lr_plan, peak_lr=cfg.train.lr)
         # Batches go where DeepSpeed put the model (its device comes from LOCAL_RANK).
         self.device = self.engine.device
@@ -112,6 +119,10 @@ class Worker:
         self.meter = WindowMeter(self.device)
         self.rows: list[dict] = []  # rows logged since the last checkpoint
         self.restored_step: int | None = None
+
+    def evaluate_before_training(self) -> None:
+        """Step 0's row: the validation score of the weights `model.init_from` gave (collective)."""
+        self._send({"step": 0, "epoch": 0.0, **self._evaluate("val")})
 
     def restore(self, warm_start) -> int:
         state, warm = restore(self.engine, rank=self.rank, warm_start=warm_start)

@@ -26,14 +26,14 @@ class LoopPlan:
         return math.ceil(self.total_steps / self.steps_per_epoch)
 
     def is_epoch_end(self, step: int) -> bool:
-        return step % self.steps_per_epoch == 0 or step == self.total_steps
+        return step > 0 and (step % self.steps_per_epoch == 0 or step == self.total_steps)
 
     def is_checkpoint(self, step: int) -> bool:
-        return step % self.checkpoint_every == 0 or step == self.total_steps
+        return step > 0 and (step % self.checkpoint_every == 0 or step == self.total_steps)
 
     def is_logged(self, step: int) -> bool:
         """Whether the step has a row in metrics.jsonl (a stop on request adds the step it stopped at)."""
-        return step % self.log_every == 0 or self.is_epoch_end(step) or self.is_checkpoint(step)
+        return step > 0 and (step % self.log_every == 0 or self.is_epoch_end(step) or self.is_checkpoint(step))
 
 
 def plan_loop(cfg: ExperimentConfig, *, split_rows: dict[str, int]) -> LoopPlan:

@@ -48,7 +48,7 @@ class WandbSink:
 
     def __init__(self, settings: WandbSettings):
         self._settings = settings
-        self.logged_step = 0
+        self.logged_step = -1  # step 0 may be logged: the score before training (`model.init_from`)
         self._run = None
 
     def start(self) -> None:
@@ -64,7 +64,7 @@ class WandbSink:
         if settings.mode == "offline":
             self.logged_step = wandb_records.last_step(Path(settings.dir) / "wandb", settings.run_id)
         else:
-            self.logged_step = max(self._run.step - 1, 0)  # a resumed run continues after the server's last step
+            self.logged_step = self._run.step - 1  # a resumed run continues after the server's last step
 
     def log(self, rows: list[dict]) -> None:
         rows = [row for row in rows if row["step"] > self.logged_step]

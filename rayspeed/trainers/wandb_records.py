@@ -66,5 +66,5 @@ def history(wandb_dir: Path, run_id: str) -> list[dict]:
 
 
 def last_step(wandb_dir: Path, run_id: str) -> int:
-    """The highest step any offline run directory of `run_id` holds (0 when none)."""
-    return max((row.get("_step", 0) for row in history(wandb_dir, run_id)), default=0)
+    """The highest step any offline run directory of `run_id` holds (-1 when none)."""
+    return max((row.get("_step", 0) for row in history(wandb_dir, run_id)), default=-1)
