@@ -56,6 +56,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from rayspeed.cluster.connection import connect
     from rayspeed.runs.output import capture_output, run_log_path
     from rayspeed.trainers.checkpoint_evaluation import evaluate_checkpoint
+    from rayspeed.trainers.export import checkpoint_name
     from rayspeed.trainers.scores import describe_scores
 
     storage = RunStorage.at(args.run_dir)
@@ -63,12 +64,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     importable_from(working_dir)
     checked = preflight(saved_config(storage), working_dir=working_dir)
     cfg = checked.cfg
+    checkpoint = checkpoint_name(storage, args.checkpoint, warn=_warn)  # before Ray starts
     log_path = run_log_path(storage)  # the run's log (a local copy for a run in object storage)
     with capture_output(log_path, verbose=args.verbose) as terminal:
         with connect(cfg.scaling, address=args.address or os.environ.get("RAY_ADDRESS"), env=os.environ,
                      code_dir=checked.code_dir, code_excludes=checked.code_excludes) as where:
-            terminal.say(f"evaluating {args.checkpoint} checkpoint of {storage.display()} on {args.split}, {where}")
-            evaluation = evaluate_checkpoint(cfg, storage, split=args.split, which=args.checkpoint,
+            terminal.say(f"evaluating {checkpoint} of {storage.display()} on its {args.split} split, {where}")
+            evaluation = evaluate_checkpoint(cfg, storage, split=args.split, which=checkpoint,
                                              wandb_mode=cfg.tracking.mode_in(os.environ), warn=terminal.say)
         for line in describe_scores(evaluation.scores):
             terminal.say(line)

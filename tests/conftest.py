@@ -104,3 +104,18 @@ def train(config: Path, address: str, *, wandb_mode: str = "offline", working_di
     with connect(cfg.scaling, address=address, env=dict(os.environ), code_dir=checked.code_dir,
                  code_excludes=checked.code_excludes):
         return fit(cfg, storage=storage, start=start, wandb_mode=wandb_mode)
+
+
+def wandb_config(wandb_dir: Path, run_id: str, *, kind: str = "config") -> dict:
+    """The run config (or summary) as W&B recorded it: the run record's, then later updates."""
+    from rayspeed.trainers import wandb_records
+
+    found = {}
+    for run_file in sorted(Path(wandb_dir).glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")):
+        for record in wandb_records.records(run_file):
+            which = record.WhichOneof("record_type")
+            updates = (getattr(record.run, kind).update if which == "run"
+                       else getattr(record, kind).update if which == kind else [])
+            for item in updates:
+                found[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return found

@@ -12,6 +12,7 @@ from conftest import TINY_DIGITS
 from rayspeed.config import ExperimentConfig, load_config
 from rayspeed.config.load import apply_overrides
 from rayspeed.config.redact import REDACTED, redact
+from rayspeed.config.saved import read_saved_config
 from rayspeed.errors import ConfigError
 
 EXAMPLES = sorted(Path(__file__).parent.parent.glob("examples/*.yaml"))
@@ -138,10 +139,33 @@ def test_resolved_config_round_trips_through_the_loader(tmp_path, sections):
 
 
 def test_redact_blanks_secret_keys_and_uri_credentials():
-    cleaned = redact({"api_key": "abc", "nested": {"AWS_SECRET_ACCESS_KEY": "s"},
-                      "source": "s3://AKIA:pw@bucket/x?secret_key=zz&region=eu"})
+    cleaned = redact({"api_key": "abc", "nested": {"AWS_SECRET_ACCESS_KEY": "s", "sessionToken": "t"},
+                      "tokenizer": "bytes", "source": "s3://AKIA:pw@bucket/x?secret_key=zz&region=eu"})
     assert cleaned["api_key"] == REDACTED and cleaned["nested"]["AWS_SECRET_ACCESS_KEY"] == REDACTED
+    assert cleaned["nested"]["sessionToken"] == REDACTED
+    assert cleaned["tokenizer"] == "bytes"  # a whole word of the key decides: `tokenizer` is not a token
     assert "pw" not in cleaned["source"] and "zz" not in cleaned["source"] and "region=eu" in cleaned["source"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_a_runs_saved_config_reads_back_as_the_same_experiment(path):
+    """What a run saves (resolved, secrets removed) is what `evaluate` and `export` read back."""
+    cfg = load_config(path)
+    saved = yaml.safe_dump(redact(cfg.resolved_dict()), sort_keys=False)
+    again = read_saved_config(saved, source="config.yaml")
+    assert again.data == cfg.data and again.model == cfg.model and again.batch == cfg.batch
+    assert again.train == cfg.train.model_copy(update=vars(cfg.batch))
+
+
+def test_a_saved_config_missing_a_needed_value_names_it(tmp_path):
+    raw = redact(load_config(write(tmp_path, TINY_DIGITS)).resolved_dict())
+    raw["data"]["source"] = "s3://key:secret@bucket/digits.csv"
+    with pytest.raises(ConfigError, match=r"config.yaml: data.source saved as <redacted>"):
+        read_saved_config(yaml.safe_dump(redact(raw)), source="config.yaml")
+
+
+def test_freeze_needs_init_from(tmp_path):
+    assert "model.freeze: only with model.init_from" in problems(tmp_path, ["model.freeze=[layers.0.]"])
 
 
 def test_json_schema_documents_fields():

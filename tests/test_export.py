@@ -1,17 +1,30 @@
-"""`rayspeed export` of a 2-worker ZeRO-3 run: the export loads with torch alone (no Ray, no DeepSpeed
-imported) and, applied to the raw rows of the held-back test split through its own preprocessing,
-gives exactly the test accuracy the run measured with DeepSpeed on Ray."""
+"""One 2-worker ZeRO-3 digits run, then what a user does with it: `rayspeed export` (loads with torch
+alone: no Ray, no DeepSpeed imported), `rayspeed evaluate` (scikit-learn's numbers on the same
+predictions; the export reproduces them in plain torch), `rayspeed predict` (one prediction per row,
+in input order) and a run that fine-tunes the export (`model.init_from`, `model.freeze`)."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
-from conftest import experiment, metrics, rayspeed_command, run_dir, train
+import torch
+from conftest import experiment, metrics, rayspeed_command, run_dir, train, wandb_config
+from safetensors.torch import load_file
+from sklearn import metrics as sk
+
+from rayspeed.datasets.builtin import load_builtin
+from rayspeed.datasets.encoding import model_rows
+from rayspeed.trainers.exported import load_exported
 
 pytestmark = pytest.mark.ray
 
-LOAD_AND_SCORE = """
+# The held-back test rows of digits (as the pipeline tags them), through the export in a process with
+# neither Ray nor DeepSpeed: their hashes, predicted classes and probabilities.
+LOAD_AND_PREDICT = """
 import json, sys
 import torch
 from rayspeed.config import load_config
@@ -28,33 +41,48 @@ tagged = tag_rows(raw, plan=plan_columns(raw, data, source="digits"), split=data
                   drop_missing=False, source="digits")
 rows = model_rows(tagged[tagged["_in_test"] == 1], preprocessing=exported.preprocessing)
 with torch.no_grad():
-    predicted = exported.model(torch.from_numpy(rows["features"])).argmax(dim=1).numpy()
-print(json.dumps({"accuracy": float((predicted == rows["label"]).mean()), "rows": len(predicted),
+    probabilities = exported.model(torch.from_numpy(rows["features"])).softmax(dim=1)
+print(json.dumps({"row_hash": rows["row_hash"].tolist(), "label": rows["label"].tolist(),
+                  "predicted": probabilities.argmax(dim=1).tolist(), "probabilities": probabilities.tolist(),
                   "source": exported.source, "imported": sorted({"ray", "deepspeed"} & set(sys.modules))}))
 """
 
 
-def test_export_of_a_zero3_run_loads_in_plain_torch_and_reproduces_its_test_accuracy(tmp_path, ray_address):
-    config = experiment(tmp_path, run={"name": "exported"}, train={"zero_stage": 3}, tracking={"mode": "disabled"})
-    summary = train(config, ray_address, wandb_mode="disabled")
+@pytest.fixture(scope="module")
+def zero3_run(tmp_path_factory, ray_address):
+    """The trained run, its config, its summary and its latest checkpoint exported to `model/`."""
+    tmp_path = tmp_path_factory.mktemp("zero3")
+    config = experiment(tmp_path, run={"name": "exported"}, train={"zero_stage": 3}, tracking={"mode": "offline"})
+    summary = train(config, ray_address)
     directory = run_dir(tmp_path, "exported")
-    final = metrics(directory)[-1]
-
     out = tmp_path / "model"
     result = rayspeed_command("export", str(directory), "--out", str(out), "--checkpoint", "latest")
     assert result.returncode == 0, result.stderr
-    assert f"exported step_{final['step']:08d} (step {final['step']}) of {directory} to {out}" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors", "preprocessing.json"]
+    return {"dir": directory, "config": config, "summary": summary, "model": out, "tmp": tmp_path,
+            "export_stdout": result.stdout}
 
-    scored = subprocess.run([sys.executable, "-c", LOAD_AND_SCORE, str(out), str(config)], capture_output=True,
+
+def load_and_predict(model: Path, config: Path) -> dict:
+    scored = subprocess.run([sys.executable, "-c", LOAD_AND_PREDICT, str(model), str(config)], capture_output=True,
                             text=True, timeout=120)
     assert scored.returncode == 0, scored.stderr
-    loaded = json.loads(scored.stdout.strip().splitlines()[-1])
+    return json.loads(scored.stdout.strip().splitlines()[-1])
+
+
+def test_export_loads_in_plain_torch_and_reproduces_the_runs_test_accuracy(zero3_run):
+    directory, out, final = zero3_run["dir"], zero3_run["model"], metrics(zero3_run["dir"])[-1]
+    assert f"exported step_{final['step']:08d} (step {final['step']}) of {directory} to {out}" in zero3_run[
+        "export_stdout"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors", "preprocessing.json"]
+
+    loaded = load_and_predict(out, zero3_run["config"])
     assert loaded["imported"] == []  # neither Ray nor DeepSpeed
     assert loaded["source"] == {"run": str(directory), "checkpoint": f"step_{final['step']:08d}", "step": final["step"]}
-    assert loaded["rows"] == json.loads((directory / "data_report.json").read_text())["split_rows"]["test"]
-    assert loaded["accuracy"] == pytest.approx(summary.final["test_accuracy"], abs=1e-9) and loaded["accuracy"] > 0.8
+    assert len(loaded["predicted"]) == json.loads((directory / "data_report.json").read_text())["split_rows"]["test"]
+    accuracy = np.mean(np.array(loaded["predicted"]) == np.array(loaded["label"]))
+    assert accuracy == pytest.approx(zero3_run["summary"].final["test_accuracy"], abs=1e-9) and accuracy > 0.8
 
+    tmp_path = zero3_run["tmp"]
     best = json.loads((directory / "summary.json").read_text())["best_checkpoint"].rsplit("/", 1)[-1]
     by_default = rayspeed_command("export", str(directory), "--out", str(tmp_path / "best"))  # the best
     assert by_default.returncode == 0 and f"exported {best} " in by_default.stdout, by_default.stderr
@@ -64,7 +92,107 @@ def test_export_of_a_zero3_run_loads_in_plain_torch_and_reproduces_its_test_accu
     unknown = rayspeed_command("export", str(directory), "--out", str(tmp_path / "x"), "--checkpoint", "step_9")
     assert unknown.returncode == 2 and "has no such checkpoint" in unknown.stderr
     assert not (tmp_path / "x").exists()
-    (out / "model.json").unlink()
-    broken = subprocess.run([sys.executable, "-c", LOAD_AND_SCORE, str(out), str(config)], capture_output=True,
-                            text=True, timeout=120)
-    assert "is not a complete rayspeed export: model.json missing" in broken.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("model.safetensors", "preprocessing.json"):
+        (broken / name).write_bytes((out / name).read_bytes())
+    with pytest.raises(Exception, match="is not a complete rayspeed export: model.json missing"):
+        load_exported(broken)
+
+
+def test_evaluate_reports_scikit_learns_metrics_and_the_export_reproduces_its_predictions(zero3_run, ray_address):
+    directory, final = zero3_run["dir"], metrics(zero3_run["dir"])[-1]
+    result = rayspeed_command("evaluate", str(directory), "--checkpoint", "latest", "--address", ray_address)
+    assert result.returncode == 0, result.stderr
+    folder = directory / "evaluation" / f"step_{final['step']:08d}-test"
+    assert f"written to {folder}" in result.stdout and "roc_auc" in result.stdout
+    scores = json.loads((folder / "metrics.json").read_text())
+    predicted = pd.read_parquet(folder / "predictions.parquet")
+    classes = [str(c) for c in range(10)]
+    probabilities = predicted[[f"probability:{c}" for c in classes]].to_numpy(dtype=np.float64)
+
+    assert len(predicted) == scores["rows"] == json.loads((directory / "data_report.json").read_text())[
+        "split_rows"]["test"]
+    assert scores["accuracy"] == pytest.approx(sk.accuracy_score(predicted["label"], predicted["prediction"]))
+    assert scores["f1_macro"] == pytest.approx(sk.f1_score(predicted["label"], predicted["prediction"],
+                                                           average="macro"))
+    assert scores["roc_auc"] == pytest.approx(sk.roc_auc_score(predicted["label"].astype(int), probabilities,
+                                                               multi_class="ovr"))
+    assert scores["per_class"]["3"]["recall"] == pytest.approx(
+        sk.recall_score(predicted["label"], predicted["prediction"], labels=["3"], average=None)[0])
+    assert np.array(scores["confusion"]).sum() == len(predicted)
+    # The same numbers as training's own test evaluation (DeepSpeed on the workers) of that checkpoint.
+    assert scores["accuracy"] == pytest.approx(zero3_run["summary"].final["test_accuracy"], abs=1e-9)
+    assert scores["f1_macro"] == pytest.approx(zero3_run["summary"].final["test_f1"], abs=1e-9)
+
+    plain = load_and_predict(zero3_run["model"], zero3_run["config"])
+    order = np.argsort(plain["row_hash"], kind="stable")
+    assert predicted["row_hash"].tolist() == np.array(plain["row_hash"])[order].tolist()
+    assert predicted["prediction"].tolist() == [str(c) for c in np.array(plain["predicted"])[order]]
+    np.testing.assert_allclose(probabilities, np.array(plain["probabilities"])[order], atol=1e-6)
+
+    run_id = json.loads((directory / "rayspeed.json").read_text())["wandb_run_id"]
+    logged = wandb_config(directory / "wandb", run_id, kind="summary")
+    assert logged["evaluate/test/accuracy"] == pytest.approx(scores["accuracy"])
+    assert logged["evaluate/test/checkpoint"] == f"step_{final['step']:08d}"
+
+    again = rayspeed_command("evaluate", str(directory), "--checkpoint", "latest", "--split", "val",
+                             "--address", ray_address)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((directory / "evaluation" / f"step_{final['step']:08d}-val" / "metrics.json").read_text())[
+        "accuracy"] == pytest.approx(final["val_accuracy"], abs=1e-9)
+
+
+def test_evaluate_refuses_a_directory_without_checkpoints(zero3_run, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.yaml").write_text((zero3_run["dir"] / "config.yaml").read_text())
+    result = rayspeed_command("evaluate", str(empty))
+    assert result.returncode == 2 and "has no such checkpoint" in result.stderr, result.stderr
+    nothing = rayspeed_command("evaluate", str(tmp_path / "nowhere"))
+    assert nothing.returncode == 2 and "is not a rayspeed run: it has no config.yaml" in nothing.stderr
+
+
+def test_predict_writes_one_prediction_per_row_in_input_order(zero3_run, tmp_path, ray_address):
+    rows = load_builtin("digits").sample(frac=1.0, random_state=7).drop(columns=["label"])
+    source = tmp_path / "rows.parquet"
+    rows.to_parquet(source, index=False)
+    out = tmp_path / "predicted.csv"
+    result = rayspeed_command("predict", str(zero3_run["model"]), str(source), "--out", str(out),
+                              "--address", ray_address)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {len(rows)} predictions to {out}" in result.stdout
+    predicted = pd.read_csv(out)
+    exported = load_exported(zero3_run["model"])
+    with torch.no_grad():
+        expected = exported.model(torch.from_numpy(model_rows(rows, preprocessing=exported.preprocessing)["features"]))
+    assert predicted["prediction"].tolist() == expected.argmax(dim=1).tolist()  # row by row, in input order
+    np.testing.assert_allclose(predicted["probability:4"], expected.softmax(dim=1)[:, 4].numpy(), atol=1e-6)
+
+    again = rayspeed_command("predict", str(zero3_run["model"]), str(source), "--out", str(out))
+    assert again.returncode == 2 and "exists: predict never overwrites files" in again.stderr
+    lacking = tmp_path / "lacking.csv"
+    rows.drop(columns=["pixel_3"]).to_csv(lacking, index=False)
+    refused = rayspeed_command("predict", str(zero3_run["model"]), str(lacking), "--out", str(tmp_path / "x.csv"),
+                               "--address", ray_address)
+    assert refused.returncode == 2 and f"{lacking}: no feature column 'pixel_3'" in refused.stderr, refused.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_fine_tuning_starts_at_the_exports_score_and_keeps_frozen_layers(zero3_run, tmp_path, ray_address):
+    exported_final = metrics(zero3_run["dir"])[-1]
+    config = experiment(tmp_path, run={"name": "tuned"}, train={"epochs": 1, "zero_stage": 3},
+                        model={"init_from": str(zero3_run["model"]), "freeze": ["0."]}, tracking={"mode": "disabled"})
+    train(config, ray_address, wandb_mode="disabled")
+    directory = run_dir(tmp_path, "tuned")
+    rows = metrics(directory)
+    assert rows[0]["step"] == 0 and "train_loss" not in rows[0]  # evaluated before any step
+    assert rows[0]["val_accuracy"] == pytest.approx(exported_final["val_accuracy"], abs=1e-9)
+    assert rows[0]["val_loss"] == pytest.approx(exported_final["val_loss"], rel=1e-5)
+    assert rows[-1]["step"] > 0 and rows[-1]["train_loss"] > 0
+
+    tuned = tmp_path / "tuned-model"
+    assert rayspeed_command("export", str(directory), "--out", str(tuned)).returncode == 0
+    before, after = load_file(zero3_run["model"] / "model.safetensors"), load_file(tuned / "model.safetensors")
+    assert torch.equal(before["0.weight"], after["0.weight"]) and torch.equal(before["0.bias"], after["0.bias"])
+    assert not torch.equal(before["2.weight"], after["2.weight"])  # the rest trained

@@ -52,6 +52,13 @@ def test_metrics_log_commits_each_step_once(tmp_path):
     assert [r["step"] for r in read_metrics(RunStorage.open(str(tmp_path), "run"))] == [5, 10, 15]
 
 
+def test_step_0_is_committed_only_as_a_runs_first_row(tmp_path):
+    """Step 0: the score of `model.init_from`'s weights before training."""
+    log = MetricsLog(RunStorage.open(str(tmp_path), "run"))
+    assert [r["step"] for r in log.append([{"step": 0}, {"step": 5}])] == [0, 5]
+    assert log.append([{"step": 0}]) == []
+
+
 def _claim(args) -> str:
     storage_path, config, barrier = args
     barrier.wait()
@@ -122,6 +129,15 @@ def test_resume_auto_continues_an_existing_run_and_starts_an_absent_one(tmp_path
     assert again.resuming and again.wandb_run_id == first.wandb_run_id and "step 0" in again.message
     storage.write("{}", RAY_SNAPSHOT)
     assert "from its latest checkpoint" in claim_run(cfg, storage).message
+
+
+def test_a_run_saved_by_an_older_rayspeed_that_redacted_more_keys_still_resumes(tmp_path):
+    cfg, storage = claimed(tmp_path, resume="auto")
+    claim_run(cfg, storage)
+    saved = yaml.safe_load(storage.read_text(CONFIG_FILE))
+    saved["data"]["text"]["tokenizer"] = "<redacted>"  # before keys were matched by whole words
+    storage.write(yaml.safe_dump(saved), CONFIG_FILE)
+    assert claim_run(cfg, storage).resuming
 
 
 def test_existing_run_is_refused_without_resume_and_with_a_changed_config(tmp_path):

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import experiment, metrics, run_dir, train
+from conftest import experiment, metrics, run_dir, train, wandb_config
 
 from rayspeed.trainers import wandb_records
 
@@ -105,16 +105,3 @@ def assert_checkpoint_has_both_ranks(directory: Path, stage: int) -> None:
         assert {f"zero_pp_rank_{r}_mp_rank_00_model_states.pt" for r in (0, 1)} <= files
     else:
         assert "mp_rank_00_model_states.pt" in files
-
-
-def wandb_config(wandb_dir: Path, run_id: str, *, kind: str = "config") -> dict:
-    """The run config (or summary) as W&B recorded it: the run record's, then later updates."""
-    found = {}
-    for run_file in sorted(Path(wandb_dir).glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")):
-        for record in wandb_records.records(run_file):
-            which = record.WhichOneof("record_type")
-            updates = (getattr(record.run, kind).update if which == "run"
-                       else getattr(record, kind).update if which == kind else [])
-            for item in updates:
-                found[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-    return found

@@ -41,7 +41,7 @@ def consolidate_checkpoint(model_config: ModelConfig, storage: RunStorage, *, ze
     Raises:
         RunStateError: no such checkpoint, or a damaged one.
     """
-    name = _checkpoint_name(storage, which, warn=warn)
+    name = checkpoint_name(storage, which, warn=warn)
     with tempfile.TemporaryDirectory(prefix="rayspeed-checkpoint-") as local:
         storage.download(local, name)  # then verified and read locally: object storage is read once
         checkpoint = Path(local)
@@ -83,9 +83,10 @@ def export_checkpoint(model_config: ModelConfig, storage: RunStorage, *, zero_st
     return consolidated.source
 
 
-def _checkpoint_name(storage: RunStorage, which: str, *, warn: Callable[[str], None]) -> str:
-    """best: summary.json's best checkpoint (a run without a summary has not finished: its latest);
-    latest: Ray's latest; else the name itself. It must still be in the run directory."""
+def checkpoint_name(storage: RunStorage, which: str, *, warn: Callable[[str], None]) -> str:
+    """The directory name of checkpoint `which`. best: summary.json's best checkpoint (a run without a
+    summary has not finished: its latest); latest: Ray's latest; else the name itself. It must still be
+    in the run directory."""
     snapshot = json.loads(storage.read_text(RAY_SNAPSHOT) or "{}")
     latest = (snapshot.get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
     if which == "best":
