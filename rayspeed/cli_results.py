@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from rayspeed.config import ExperimentConfig
+from rayspeed.config.load import apply_overrides
 from rayspeed.config.preflight import importable_from, preflight
-from rayspeed.config.saved import read_saved_config
+from rayspeed.config.saved import read_saved_config, read_saved_model
 from rayspeed.errors import RunStateError
 from rayspeed.runs.layout import CONFIG_FILE
 from rayspeed.runs.storage import RunStorage
@@ -62,7 +62,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     storage = RunStorage.at(args.run_dir)
     working_dir = os.getcwd()
     importable_from(working_dir)
-    checked = preflight(saved_config(storage), working_dir=working_dir)
+    saved = read_saved_config(_saved_text(storage), source=storage.display(CONFIG_FILE))
+    # The run's own weights are evaluated: where its initial ones came from no longer matters.
+    checked = preflight(apply_overrides(saved, {"model.init_from": None, "model.freeze": []}), working_dir=working_dir)
     cfg = checked.cfg
     checkpoint = checkpoint_name(storage, args.checkpoint, warn=_warn)  # before Ray starts
     log_path = run_log_path(storage)  # the run's log (a local copy for a run in object storage)
@@ -90,8 +92,12 @@ def _predict(args: argparse.Namespace) -> int:
     with capture_output(log_path, verbose=args.verbose) as terminal:
         with connect(scaling, address=args.address or os.environ.get("RAY_ADDRESS"), env=os.environ) as where:
             terminal.say(f"predicting {args.input} with {args.export_dir} on {where}")
-            rows = predict_to_file(args.export_dir, args.input, args.out, actors=args.actors, use_gpu=args.gpu)
-        terminal.say(f"wrote {rows} predictions to {args.out} (Ray's output: {log_path})")
+            predicted = predict_to_file(args.export_dir, args.input, args.out, actors=args.actors,
+                                        use_gpu=args.gpu)
+        if predicted.unusable:
+            terminal.say(f"{predicted.unusable} rows have a missing or unparsable feature value: their prediction "
+                         "is null")
+        terminal.say(f"wrote {predicted.rows} predictions to {args.out} (Ray's output: {log_path})")
     return 0
 
 
@@ -100,15 +106,14 @@ def _export(args: argparse.Namespace) -> int:
     from rayspeed.trainers.export import export_checkpoint
 
     storage = RunStorage.at(args.run_dir)
-    cfg = saved_config(storage)
-    source = export_checkpoint(cfg.model, storage, zero_stage=cfg.train.zero_stage, which=args.checkpoint,
-                               out=args.out, warn=_warn)
+    model, zero_stage = read_saved_model(_saved_text(storage), source=storage.display(CONFIG_FILE))
+    source = export_checkpoint(model, storage, zero_stage=zero_stage, which=args.checkpoint, out=args.out, warn=_warn)
     print(f"exported {source['checkpoint']} (step {source['step']}) of {source['run']} to {args.out}")
     return 0
 
 
-def saved_config(storage: RunStorage) -> ExperimentConfig:
-    """The experiment the run in `storage` was started with.
+def _saved_text(storage: RunStorage) -> str:
+    """The run's saved config.
 
     Raises:
         RunStateError: the directory is not a rayspeed run.
@@ -116,7 +121,7 @@ def saved_config(storage: RunStorage) -> ExperimentConfig:
     saved = storage.read_text(CONFIG_FILE)
     if saved is None:
         raise RunStateError(f"{storage.display()} is not a rayspeed run: it has no {CONFIG_FILE}")
-    return read_saved_config(saved, source=storage.display(CONFIG_FILE))
+    return saved
 
 
 def _warn(line: str) -> None:

@@ -12,7 +12,7 @@ from conftest import TINY_DIGITS
 from rayspeed.config import ExperimentConfig, load_config
 from rayspeed.config.load import apply_overrides
 from rayspeed.config.redact import REDACTED, redact
-from rayspeed.config.saved import read_saved_config
+from rayspeed.config.saved import read_saved_config, read_saved_model
 from rayspeed.errors import ConfigError
 
 EXAMPLES = sorted(Path(__file__).parent.parent.glob("examples/*.yaml"))
@@ -143,7 +143,7 @@ def test_redact_blanks_secret_keys_and_uri_credentials():
                       "tokenizer": "bytes", "source": "s3://AKIA:pw@bucket/x?secret_key=zz&region=eu"})
     assert cleaned["api_key"] == REDACTED and cleaned["nested"]["AWS_SECRET_ACCESS_KEY"] == REDACTED
     assert cleaned["nested"]["sessionToken"] == REDACTED
-    assert cleaned["tokenizer"] == "bytes"  # a whole word of the key decides: `tokenizer` is not a token
+    assert cleaned["tokenizer"] == "bytes"  # data.text.tokenizer names a file: the saved config loads back
     assert "pw" not in cleaned["source"] and "zz" not in cleaned["source"] and "region=eu" in cleaned["source"]
 
 
@@ -162,6 +162,15 @@ def test_a_saved_config_missing_a_needed_value_names_it(tmp_path):
     raw["data"]["source"] = "s3://key:secret@bucket/digits.csv"
     with pytest.raises(ConfigError, match=r"config.yaml: data.source saved as <redacted>"):
         read_saved_config(yaml.safe_dump(redact(raw)), source="config.yaml")
+
+
+def test_an_older_runs_saved_model_reads_back_for_export(tmp_path):
+    raw = redact(load_config(write(tmp_path, TINY_DIGITS)).resolved_dict())
+    raw["data"]["text"]["tokenizer"] = REDACTED  # an older rayspeed redacted `tokenizer`
+    model, zero_stage = read_saved_model(yaml.safe_dump(raw), source="config.yaml")
+    assert model.args.hidden_sizes == [64] and zero_stage == 2
+    with pytest.raises(ConfigError, match="data.text.tokenizer saved as <redacted>"):
+        read_saved_config(yaml.safe_dump(raw), source="config.yaml")
 
 
 def test_freeze_needs_init_from(tmp_path):

@@ -154,20 +154,30 @@ def test_evaluate_refuses_a_directory_without_checkpoints(zero3_run, tmp_path):
 
 
 def test_predict_writes_one_prediction_per_row_in_input_order(zero3_run, tmp_path, ray_address):
-    rows = load_builtin("digits").sample(frac=1.0, random_state=7).drop(columns=["label"])
-    source = tmp_path / "rows.parquet"
-    rows.to_parquet(source, index=False)
+    rows = load_builtin("digits").sample(frac=1.0, random_state=7).reset_index(drop=True)
+    rows["label"] = rows["label"].astype(str)
+    rows.loc[3, "label"] = None  # the label column is not read: a missing (or new) class does not matter
+    rows.loc[5, "pixel_10"] = np.nan  # a missing value (training dropped such rows): no prediction
+    source = tmp_path / "rows"  # three files of several row groups: many blocks, still in order
+    source.mkdir()
+    for part, start in enumerate(range(0, len(rows), 600)):
+        rows.iloc[start:start + 600].to_parquet(source / f"part-{part}.parquet", index=False, row_group_size=100)
     out = tmp_path / "predicted.csv"
     result = rayspeed_command("predict", str(zero3_run["model"]), str(source), "--out", str(out),
                               "--address", ray_address)
     assert result.returncode == 0, result.stderr
     assert f"wrote {len(rows)} predictions to {out}" in result.stdout
+    assert "1 rows have a missing or unparsable feature value: their prediction is null" in result.stdout
     predicted = pd.read_csv(out)
     exported = load_exported(zero3_run["model"])
+    features = model_rows(rows.drop(columns=["label"]), preprocessing=exported.preprocessing)["features"]
     with torch.no_grad():
-        expected = exported.model(torch.from_numpy(model_rows(rows, preprocessing=exported.preprocessing)["features"]))
-    assert predicted["prediction"].tolist() == expected.argmax(dim=1).tolist()  # row by row, in input order
-    np.testing.assert_allclose(predicted["probability:4"], expected.softmax(dim=1)[:, 4].numpy(), atol=1e-6)
+        expected = exported.model(torch.from_numpy(features))
+    usable = np.arange(len(rows)) != 5
+    assert len(predicted) == len(rows) and predicted["prediction"].isna().tolist() == (~usable).tolist()
+    assert predicted["prediction"][usable].astype(int).tolist() == expected.argmax(dim=1)[usable].tolist()  # in order
+    np.testing.assert_allclose(predicted["probability:4"][usable], expected.softmax(dim=1)[usable, 4].numpy(),
+                               atol=1e-6)
 
     again = rayspeed_command("predict", str(zero3_run["model"]), str(source), "--out", str(out))
     assert again.returncode == 2 and "exists: predict never overwrites files" in again.stderr

@@ -131,13 +131,18 @@ def test_resume_auto_continues_an_existing_run_and_starts_an_absent_one(tmp_path
     assert "from its latest checkpoint" in claim_run(cfg, storage).message
 
 
-def test_a_run_saved_by_an_older_rayspeed_that_redacted_more_keys_still_resumes(tmp_path):
+def test_a_run_saved_by_an_older_rayspeed_still_resumes(tmp_path):
     cfg, storage = claimed(tmp_path, resume="auto")
     claim_run(cfg, storage)
     saved = yaml.safe_load(storage.read_text(CONFIG_FILE))
-    saved["data"]["text"]["tokenizer"] = "<redacted>"  # before keys were matched by whole words
+    saved["data"]["text"]["tokenizer"] = "<redacted>"  # before the word `tokenizer` was told from `token`
+    del saved["model"]["init_from"], saved["model"]["freeze"]  # before they existed
     storage.write(yaml.safe_dump(saved), CONFIG_FILE)
     assert claim_run(cfg, storage).resuming
+    saved["model"].pop("args")
+    storage.write(yaml.safe_dump(saved), CONFIG_FILE)
+    with pytest.raises(RunStateError, match=r"model.args: '\(not saved\)' -> \{'hidden_sizes'"):
+        claim_run(cfg, storage)  # a key missing with a real value is a difference
 
 
 def test_existing_run_is_refused_without_resume_and_with_a_changed_config(tmp_path):

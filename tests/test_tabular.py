@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import ray
-from conftest import experiment, run_dir, train
+from conftest import experiment, rayspeed_command, run_dir, train
 
 from rayspeed.config import load_config
 from rayspeed.datasets import Preprocessing, build_datasets
@@ -70,3 +70,9 @@ def test_regression_on_a_mixed_table_and_preprocessing_restored_from_the_checkpo
         np.testing.assert_array_equal(by_hash[row_hash][1], categories)
     assert not np.isnan(held_back["features"]).any()  # missing areas filled with the train median
     assert summary.final["test_rmse"] < 0.3 * restored.target_std  # errors in dollars, well inside the spread
+
+    evaluated = rayspeed_command("evaluate", str(directory), "--checkpoint", "latest", "--address", ray_address)
+    assert evaluated.returncode == 0, evaluated.stderr
+    scores = json.loads(next((directory / "evaluation").glob("*-test/metrics.json")).read_text())
+    for name in ("rmse", "mae", "r2"):  # in dollars, as training reported them
+        assert scores[name] == pytest.approx(summary.final[f"test_{name}"], rel=1e-4), name

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import experiment, run_dir, train
+from conftest import experiment, rayspeed_command, run_dir, train
 
 from rayspeed.config import load_config
 from rayspeed.config.data import DataConfig, SplitFractions
@@ -123,6 +123,14 @@ def test_a_small_gpt_under_zero3_beats_the_unigram_baseline(tmp_path, corpus, ra
     saved = json.loads((max(directory.glob("step_*")) / "preprocessing.json").read_text())
     assert saved["text"] == {"tokenizer": "bytes", "block_size": 32, "vocab_size": 257, "tokenizer_json": None,
                              "strip_headers": False}
+
+    # `rayspeed evaluate` of the last checkpoint: training's own validation numbers, from plain torch.
+    evaluated = rayspeed_command("evaluate", str(directory), "--checkpoint", "latest", "--split", "val",
+                                 "--address", ray_address)
+    assert evaluated.returncode == 0, evaluated.stderr
+    scores = json.loads(next((directory / "evaluation").glob("*-val/metrics.json")).read_text())
+    assert scores["loss"] == pytest.approx(summary.final["val_loss"], rel=1e-4)
+    assert scores["perplexity"] == pytest.approx(summary.final["val_perplexity"], rel=1e-4)
 
 
 def test_classified_documents_are_one_padded_row_each_without_their_headers(tmp_path, ray_session):

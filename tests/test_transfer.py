@@ -50,3 +50,15 @@ def test_refusals_name_the_problem():
         adopt(mlp(3), weights, freeze=["3."])
     with pytest.raises(ConfigError, match="none of its tensors fits this model"):
         adopt(nn.Linear(2, 2), {"other": torch.zeros(3)}, freeze=[])
+
+
+def test_an_incomplete_export_is_named(tmp_path):
+    from rayspeed.config.model import MlpModel
+    from rayspeed.trainers.transfer import read_initial_weights
+
+    with pytest.raises(ConfigError, match="model.init_from: no such directory"):
+        read_initial_weights(MlpModel(init_from=str(tmp_path / "nowhere")))
+    (tmp_path / "model.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"is not a complete rayspeed export: model.safetensors, preprocessing.json "
+                                          "missing"):
+        read_initial_weights(MlpModel(init_from=str(tmp_path)))

@@ -73,14 +73,11 @@ def _absolute_data_path(cfg: ExperimentConfig, working_dir: str) -> ExperimentCo
 
 
 def _absolute_export_path(cfg: ExperimentConfig, working_dir: str) -> ExperimentConfig:
-    """`model.init_from` as an absolute path to an existing directory (its files are checked when it is read)."""
+    """`model.init_from` as an absolute path. Its files are checked when a run with no checkpoint yet
+    reads them: a resumed run restores its own weights, so the export may be gone by then."""
     if not cfg.model.init_from:
         return cfg
-    path = Path(working_dir, Path(cfg.model.init_from).expanduser())
-    if not path.is_dir():
-        raise ConfigError(f"model.init_from: no such directory: {cfg.model.init_from!r} (expected what "
-                          "`rayspeed export` wrote)")
-    resolved = str(path.resolve())
+    resolved = str(Path(working_dir, Path(cfg.model.init_from).expanduser()).resolve())
     return cfg if resolved == cfg.model.init_from else apply_overrides(cfg, {"model.init_from": resolved})
 
 

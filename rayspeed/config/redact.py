@@ -4,9 +4,10 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-# Whole words of a key (`aws_secret_access_key`, `apiKey`), so `tokenizer` or `max_tokens` stay readable.
-SECRET_KEY = re.compile(r"(?:^|[_-])(secrets?|tokens?|password|passwd|api[_-]?key|access[_-]?key|credentials?|"
-                        r"session[_-]?key)(?:$|[_-])", re.IGNORECASE)
+# Anywhere in a key (`aws_secret_access_key`, `dbPassword`, `authtoken`), but `token` not as the start of
+# `tokenizer` (data.text.tokenizer names a file, and a run's saved config must load back).
+SECRET_KEY = re.compile(r"(secret|token(?!iz)|password|passwd|api[_-]?key|access[_-]?key|credential|session[_-]?key)",
+                        re.IGNORECASE)
 REDACTED = "<redacted>"
 
 
@@ -17,7 +18,7 @@ def redact(value: Any, key: str = "") -> Any:
     if isinstance(value, list):
         return [redact(v, key) for v in value]
     if isinstance(value, str):
-        return REDACTED if is_secret_key(key) else redact_uri(value)
+        return REDACTED if SECRET_KEY.search(key) else redact_uri(value)
     return value
 
 
@@ -29,10 +30,6 @@ def redact_uri(text: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
-    query = urlencode([(k, REDACTED if is_secret_key(k) else v) for k, v in parse_qsl(parts.query)],
+    query = urlencode([(k, REDACTED if SECRET_KEY.search(k) else v) for k, v in parse_qsl(parts.query)],
                       safe="<>")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def is_secret_key(key: str) -> bool:
-    return bool(SECRET_KEY.search(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)))

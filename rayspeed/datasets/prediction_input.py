@@ -1,6 +1,7 @@
 """What `rayspeed predict` reads, in its order: rows of a table (parquet, CSV or JSON-lines files) or a
 folder of pictures, checked against the fitted preprocessing and encoded as training encoded them."""
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import ray.data
@@ -14,10 +15,12 @@ from rayspeed.datasets.readers import READERS, source_filesystem
 from rayspeed.errors import DataError
 
 PATH = "path"  # a picture's file, kept next to its prediction
+USABLE = "usable"  # a table row without missing or unparsable feature values (the others get no prediction)
 
 
 def read_for_prediction(source: str, preprocessing: Preprocessing) -> ray.data.Dataset:
-    """Model-ready rows (`features`[, `categories`][, `path`]) of `source`, lazily, in file and row order.
+    """Model-ready rows (`features`[, `categories`] and `path` for pictures, `usable` for table rows) of
+    `source`, lazily, in file and row order.
 
     Raises:
         DataError: the source cannot be read, has no known format, lacks a feature column (naming it),
@@ -53,8 +56,11 @@ def _check_columns(names: list[str], preprocessing: Preprocessing, *, source: st
 
 
 def _table_inputs(batch, *, preprocessing: Preprocessing) -> dict:
-    encoded = model_rows(batch, preprocessing=preprocessing)
-    return {name: encoded[name] for name in ("features", "categories") if name in encoded}
+    """The label column, when the rows have one, is not read (its values may be new or missing)."""
+    encoded = model_rows(batch.drop(columns=[preprocessing.label_column], errors="ignore"),
+                         preprocessing=preprocessing)
+    inputs = {name: encoded[name] for name in ("features", "categories") if name in encoded}
+    return inputs | {USABLE: np.isfinite(encoded["features"]).all(axis=1)}
 
 
 def _pictures(path: str, filesystem: pafs.FileSystem, preprocessing: Preprocessing) -> ray.data.Dataset:

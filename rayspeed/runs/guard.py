@@ -23,6 +23,7 @@ from rayspeed.runs.storage import RunStorage
 RESUMABLE_CHANGES = ("train.epochs", "train.max_steps", "run.", "tracking.", "checkpoint.keep",
                      "checkpoint.every_n_steps", "scaling.cpus_per_worker", "scaling.data_cpus",
                      "scaling.worker_node_labels", "scaling.data_node_labels")
+UNSAVED = "(not saved)"  # a key the saved config lacks (rayspeed added it later)
 # A run being claimed by another process gets its identity, then its config, within milliseconds.
 CLAIM_WAIT_TRIES, CLAIM_WAIT_S = 10, 0.5
 
@@ -113,6 +114,7 @@ def _check_same_experiment(cfg: ExperimentConfig, storage: RunStorage, saved_tex
         for key, old, new in _diff(yaml.safe_load(saved_text), _comparable(cfg))
         if not any(key == allowed or key.startswith(allowed) for allowed in RESUMABLE_CHANGES)
         and old != REDACTED  # saved by an older rayspeed that redacted more keys (`tokenizer`)
+        and not (old is UNSAVED and not new)  # a key added since the run was saved, at its empty default
     ]
     if differences:
         raise RunStateError(
@@ -129,6 +131,6 @@ def _comparable(cfg: ExperimentConfig) -> dict:
 def _diff(old, new, prefix: str = ""):
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
-            yield from _diff(old.get(key), new.get(key), f"{prefix}{key}.")
+            yield from _diff(old.get(key, UNSAVED), new.get(key), f"{prefix}{key}.")
     elif old != new:
         yield prefix.rstrip("."), old, new

@@ -13,13 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.config.images import Augmentation
 from rayspeed.datasets import build_datasets
 from rayspeed.datasets.preprocessing import Preprocessing
 from rayspeed.errors import DataError
 from rayspeed.runs.layout import EVALUATION_DIR, IDENTITY_FILE
 from rayspeed.runs.storage import RunStorage
 from rayspeed.trainers.export import consolidate_checkpoint
-from rayspeed.trainers.inference import prediction_columns, predictions
+from rayspeed.trainers.inference import class_names, prediction_columns, predictions
 from rayspeed.trainers.scores import classification_scores, language_model_scores, regression_scores
 from rayspeed.trainers.tracking import WandbSink, run_wandb_settings
 
@@ -42,7 +43,9 @@ def evaluate_checkpoint(cfg: ExperimentConfig, storage: RunStorage, *, split: st
     """
     consolidated = consolidate_checkpoint(cfg.model, storage, zero_stage=cfg.train.zero_stage, which=which, warn=warn)
     fitted = Preprocessing.from_dict(consolidated.preprocessing)
-    prepared = build_datasets(cfg.data, seed=cfg.train.seed, fitted=fitted)
+    # The pictures of the train split as they are: augmentation is for training only.
+    data = cfg.data.model_copy(update={"image": cfg.data.image.model_copy(update={"augment": Augmentation()})})
+    prepared = build_datasets(data, seed=cfg.train.seed, fitted=fitted)
     if not prepared.split_rows.get(split):
         raise DataError(f"--split {split}: the run's data.split gives it no rows ({prepared.describe()})")
     predicted = predictions(prepared.datasets[split], consolidated.model,
@@ -71,23 +74,23 @@ def _scores(rows: dict[str, np.ndarray], fitted: Preprocessing) -> dict:
     if fitted.task == "classification":
         return classification_scores(rows["label"], rows["probabilities"].astype(np.float64), fitted.classes)
     if fitted.task == "regression":
-        targets = rows["label"].astype(np.float64) * fitted.target_std + fitted.target_mean
-        return regression_scores(targets, rows["prediction"])
+        return regression_scores(_labels(rows, fitted), rows["prediction"])
     return language_model_scores(rows["loss"])
 
 
 def _parquet(rows: dict[str, np.ndarray], fitted: Preprocessing) -> bytes:
-    """One row per evaluated row: its hash, its label and what the model gave."""
-    label = rows["label"]
-    if fitted.task == "classification":
-        label = np.asarray([str(name) for name in fitted.classes], dtype=object)[label]
-    elif fitted.task == "regression":
-        label = label * fitted.target_std + fitted.target_mean
-    columns = {"row_hash": rows["row_hash"], **({"label": label} if fitted.task != "language_modeling" else {}),
-               **prediction_columns(rows, fitted)}
+    """One row per evaluated row: its hash, its label (none for language modelling) and what the model gave."""
+    labels = {} if fitted.task == "language_modeling" else {"label": _labels(rows, fitted)}
     buffer = io.BytesIO()
-    pq.write_table(pa.table(columns), buffer)
+    pq.write_table(pa.table({"row_hash": rows["row_hash"], **labels, **prediction_columns(rows, fitted)}), buffer)
     return buffer.getvalue()
+
+
+def _labels(rows: dict[str, np.ndarray], fitted: Preprocessing) -> np.ndarray:
+    """The labels in the data's terms: class names, or the target in its units."""
+    if fitted.task == "classification":
+        return class_names(fitted)[rows["label"]]
+    return rows["label"].astype(np.float64) * fitted.target_std + fitted.target_mean
 
 
 def _new_folder(storage: RunStorage, name: str) -> str:

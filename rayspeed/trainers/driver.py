@@ -79,14 +79,16 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         RunStopped: `stop_requested` was set and the run stopped after a checkpoint.
     """
     notes = _Notes(observers)
-    initial_weights = read_initial_weights(cfg.model)
+    # A run with a checkpoint restores its own weights: it freezes the same layers, nothing more.
+    needs_weights = cfg.model.init_from and not storage.exists(RAY_SNAPSHOT)
+    initial_weights = read_initial_weights(cfg.model) if needs_weights else None
     prepared = _prepare_data(cfg, storage, resuming=start.resuming, observers=observers)
     notes(prepared.describe())
     plan = plan_loop(cfg, split_rows=prepared.split_rows)
     spec = prepared.input_spec
     check_model_builds(cfg.model, spec)
     if initial_weights is not None:
-        notes(planned_adoption(cfg.model, spec, initial_weights).describe(cfg.model.init_from))
+        notes(planned_adoption(cfg.model, spec, initial_weights))
     notes(f"{plan.total_steps} steps ({plan.steps_per_epoch} per epoch) of global batch {cfg.batch.global_batch} "
           f"on {cfg.scaling.num_workers} workers")
     _save_once(storage, PREPROCESSING_FILE, prepared.preprocessing.to_dict())
@@ -106,7 +108,7 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     control = RunControl(stop_requested=stop_requested, grace_s=cfg.run.stop_grace_s,
                          hang_timeout_s=cfg.run.hang_timeout_s, note=notes)
     trainer = _trainer(cfg, plan, prepared, storage, recorder, train_callbacks, gate, control,
-                       initial_weights=None if initial_weights is None else [ray.put(initial_weights)])
+                       initial_weights=None if initial_weights is None else [ray.put(initial_weights.tensors)])
     recorder.start()
     control.start()
     try:

@@ -2,6 +2,8 @@
 what `rayspeed export` writes so that it loads without Ray or DeepSpeed (`trainers.exported`). It
 imports neither Ray nor, for ZeRO 0, DeepSpeed."""
 
+import contextlib
+import io
 import json
 import shutil
 import tempfile
@@ -92,7 +94,7 @@ def checkpoint_name(storage: RunStorage, which: str, *, warn: Callable[[str], No
     if which == "best":
         best = json.loads(storage.read_text(SUMMARY_FILE) or "{}").get("best_checkpoint")
         if not best:
-            warn("the run has no summary.json with a best checkpoint (it has not finished): exporting its latest")
+            warn("the run has no summary.json with a best checkpoint (it has not finished): using its latest")
         name = best.rstrip("/").rsplit("/", 1)[-1] if best else latest
     else:
         name = latest if which == "latest" else which
@@ -103,12 +105,19 @@ def checkpoint_name(storage: RunStorage, which: str, *, warn: Callable[[str], No
 
 
 def _fp32_state_dict(checkpoint: Path, *, zero_stage: int) -> dict[str, torch.Tensor]:
-    """ZeRO 1-3: DeepSpeed gathers the fp32 master weights from every rank's optimizer shards. ZeRO 0:
-    the module's own weights (under bf16 or fp16 the half-precision ones the run evaluated)."""
+    """ZeRO 1-3: DeepSpeed gathers the fp32 master weights from every rank's optimizer shards; frozen
+    parameters (`model.freeze`), which no optimizer holds, come from the module's own states (ZeRO 2-3
+    save them with the shards too). ZeRO 0: the module's own weights (under bf16 or fp16 the
+    half-precision ones the run evaluated); load_state_dict casts them into the fp32 model."""
+    module = checkpoint / DEEPSPEED_TAG / "mp_rank_00_model_states.pt"
     if zero_stage == 0:
-        states = torch.load(checkpoint / DEEPSPEED_TAG / "mp_rank_00_model_states.pt", map_location="cpu",
-                            weights_only=False)
-        return states["module"]  # load_state_dict casts into the fp32 model
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+        return torch.load(module, map_location="cpu", weights_only=False)["module"]
+    chatter = io.StringIO()  # DeepSpeed's accelerator warning, its progress lines and bars: not for people
+    with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    return get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=DEEPSPEED_TAG)
+        gathered = get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=DEEPSPEED_TAG)
+    if zero_stage == 1 and module.exists():
+        own = torch.load(module, map_location="cpu", weights_only=False)["module"]
+        gathered = {name: tensor for name, tensor in own.items() if name not in gathered} | gathered
+    return gathered

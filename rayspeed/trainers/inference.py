@@ -53,9 +53,14 @@ def prediction_columns(predicted: dict[str, np.ndarray], preprocessing: Preproce
     """The predictions as people read them: the class as the data names it and each class's
     probability (`probability:<class>`), the target in its own units, or a block's loss."""
     if preprocessing.task == "classification":
-        names = np.asarray([str(name) for name in preprocessing.classes], dtype=object)
+        names = class_names(preprocessing)
         return {"prediction": names[predicted["prediction"]],
                 **{f"probability:{name}": predicted["probabilities"][:, i] for i, name in enumerate(names)}}
     if preprocessing.task == "regression":
         return {"prediction": predicted["prediction"]}
     return {"loss": predicted["loss"]}
+
+
+def class_names(preprocessing: Preprocessing) -> np.ndarray:
+    """Class index -> the class as the data names it (text), by indexing."""
+    return np.asarray([str(name) for name in preprocessing.classes], dtype=object)

@@ -109,8 +109,8 @@ class Worker:
         self.stopper = EarlyStopper.of(stopping, metric=score.score_metric, mode=score.score_mode) if stopping else None
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         model = build_model(cfg.model, spec)
-        if initial_weights:  # before DeepSpeed partitions the weights (ZeRO-3); a restore replaces them
-            adopt(model, ray.get(initial_weights[0]), freeze=cfg.model.freeze)
+        if cfg.model.init_from:  # before DeepSpeed partitions the weights (ZeRO-3); a restore replaces them
+            adopt(model, ray.get(initial_weights[0]) if initial_weights else None, freeze=cfg.model.freeze)
         self.engine = build_engine(model, ds_config=plan.ds_config, lr_plan=plan.lr_plan, peak_lr=cfg.train.lr)
         # Batches go where DeepSpeed put the model (its device comes from LOCAL_RANK).
         self.device = self.engine.device

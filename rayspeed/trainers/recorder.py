@@ -118,7 +118,9 @@ class RunRecorder:
         for row in new:
             step = row["step"]
             for observer in self._observers:
-                observer.on_row(row, epoch_end=self._plan.is_epoch_end(step), checkpoint=self._plan.is_checkpoint(step))
+                # Step 0 (the score before training) gets its line like an epoch end.
+                observer.on_row(row, epoch_end=step == 0 or self._plan.is_epoch_end(step),
+                                checkpoint=self._plan.is_checkpoint(step))
 
     def _log_to_wandb(self, rows: list[dict]) -> None:
         """W&B follows metrics.jsonl as long as it can: when it fails (its service had the SIGTERM sent to

@@ -2,6 +2,7 @@
 name and shape match is copied; the others (a new head for another number of classes, an input layer
 for other features) keep their fresh initialization. Frozen parameters are left out of the optimizer."""
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from torch import nn
 from rayspeed.config.model import ModelConfig
 from rayspeed.datasets.preprocessing import InputSpec
 from rayspeed.errors import ConfigError
+from rayspeed.runs.layout import PREPROCESSING_FILE
 from rayspeed.trainers.exported import EXPORT_FILES, WEIGHTS_FILE
 from rayspeed.trainers.models import build_model
 
@@ -29,27 +31,37 @@ class Adoption:
         return f"init_from {source}: {len(self.loaded)} tensors loaded{fresh}{frozen}"
 
 
-def read_initial_weights(model: ModelConfig) -> dict[str, torch.Tensor] | None:
-    """The export's weights, read in the driver once (workers get them from the object store).
+@dataclass(frozen=True)
+class InitialWeights:
+    """An export's weights, read in the driver once (workers get them from the object store)."""
 
-    Raises:
-        ConfigError: the directory lacks a file of an export.
+    tensors: dict[str, torch.Tensor]
+    classes: list  # the classes its head was trained for (text, as the data named them)
+
+
+def read_initial_weights(model: ModelConfig) -> InitialWeights:
+    """Raises:
+        ConfigError: no such directory, or it lacks a file of an export.
     """
-    if not model.init_from:
-        return None
     directory = Path(model.init_from)
+    if not directory.is_dir():
+        raise ConfigError(f"model.init_from: no such directory: {directory} (expected what `rayspeed export` wrote)")
     if missing := [name for name in EXPORT_FILES if not (directory / name).is_file()]:
         raise ConfigError(f"model.init_from: {directory} is not a complete rayspeed export: "
                           f"{', '.join(missing)} missing")
-    return load_file(directory / WEIGHTS_FILE)
+    classes = json.loads((directory / PREPROCESSING_FILE).read_text()).get("classes", [])
+    return InitialWeights(tensors=load_file(directory / WEIGHTS_FILE), classes=[str(c) for c in classes])
 
 
-def adopt(module: nn.Module, weights: dict[str, torch.Tensor], *, freeze: list[str]) -> Adoption:
-    """Copies the matching tensors into `module` (a meta-device module only plans) and freezes.
+def adopt(module: nn.Module, weights: dict[str, torch.Tensor] | None, *, freeze: list[str]) -> Adoption:
+    """Copies the matching tensors into `module` (a meta-device module only plans) and freezes. Without
+    `weights` (a run that restores its own checkpoint) it only freezes.
 
     Raises:
         ConfigError: nothing matched (another architecture), or a `freeze` prefix names no parameter.
     """
+    if weights is None:
+        return _frozen(module, freeze, fresh=[], loaded=[])
     loaded, fresh = [], []
     for names, tensor in _tensors(module):
         source = next((name for name in names if name in weights and weights[name].shape == tensor.shape), None)
@@ -63,6 +75,10 @@ def adopt(module: nn.Module, weights: dict[str, torch.Tensor], *, freeze: list[s
     if not loaded:
         raise ConfigError("model.init_from: none of its tensors fits this model (another architecture or size); "
                           f"it has {', '.join(list(weights)[:6])}")
+    return _frozen(module, freeze, fresh=fresh, loaded=loaded)
+
+
+def _frozen(module: nn.Module, freeze: list[str], *, fresh: list[str], loaded: list[str]) -> Adoption:
     frozen = []
     parameters = dict(module.named_parameters(remove_duplicate=False))
     for prefix in freeze:
@@ -78,14 +94,19 @@ def adopt(module: nn.Module, weights: dict[str, torch.Tensor], *, freeze: list[s
     return Adoption(loaded=loaded, fresh=fresh, frozen=sorted(set(frozen)))
 
 
-def planned_adoption(model: ModelConfig, spec: InputSpec, weights: dict[str, torch.Tensor]) -> Adoption:
-    """What `adopt` will do on the workers, found in the driver on the meta device.
+def planned_adoption(model: ModelConfig, spec: InputSpec, weights: InitialWeights) -> str:
+    """What `adopt` will do on the workers, found in the driver on the meta device, said in a line.
 
     Raises:
         ConfigError: as `adopt`.
     """
     with torch.device("meta"):
-        return adopt(build_model(model, spec), weights, freeze=model.freeze)
+        said = adopt(build_model(model, spec), weights.tensors, freeze=model.freeze).describe(model.init_from)
+    classes = [str(c) for c in spec.classes]
+    if weights.classes and classes != weights.classes and len(classes) == len(weights.classes):
+        said += (f". Its head was trained for classes {weights.classes[:10]}, this data has {classes[:10]}: "
+                 "the head's outputs are taken in this data's order")
+    return said
 
 
 def _tensors(module: nn.Module) -> Iterator[tuple[list[str], torch.Tensor]]:
