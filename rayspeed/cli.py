@@ -15,7 +15,7 @@ from rayspeed.cli_cluster import add_cluster_parsers
 from rayspeed.cli_k8s import add_k8s_parser
 from rayspeed.cli_results import add_results_parsers
 from rayspeed.config import ExperimentConfig, load_config
-from rayspeed.config.preflight import importable_from, preflight
+from rayspeed.config.preflight import check_wandb_server, importable_from, preflight
 from rayspeed.config.redact import redact
 from rayspeed.errors import ClusterError, ConfigError, DataError, RayspeedError, RunStopped, TrainingFailed
 
@@ -81,6 +81,7 @@ def _train(args) -> int:
     importable_from(working_dir)  # a model module next to the experiment file, as `python -m` allows
     checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
     cfg = checked.cfg
+    check_wandb_server(cfg.tracking, os.environ)
     from rayspeed.runs.guard import claim_run
     from rayspeed.runs.storage import RunStorage
 
@@ -144,6 +145,7 @@ def _tune(args) -> int:
     importable_from(working_dir)
     checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
     cfg = checked.cfg
+    check_wandb_server(cfg.tracking, os.environ)
     cfg.require_tune(source=args.config, verb="rayspeed tune")
     from rayspeed.runs.guard import claim_run
     from rayspeed.runs.layout import TUNER_STATE

@@ -1,8 +1,10 @@
 """Bad experiment files through the real `rayspeed` command: exit 2, one short line naming the field,
 and Ray is never imported (so never started)."""
 
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import experiment
@@ -81,3 +83,28 @@ def test_bad_data_is_one_line_naming_file_and_column_and_leaves_no_run(tmp_path,
     assert f"data.source: {table}: column 'x' holds 'lots', not a number" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs" / "tiny").exists()  # nothing a later run could take for a checkpoint
+
+
+def test_online_wandb_with_a_dead_server_fails_in_seconds_before_ray(tmp_path, monkeypatch):
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    started = time.monotonic()
+    result = rayspeed("train", str(experiment(tmp_path, tracking={"mode": "online"})))
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2, result.stderr
+    assert f"the W&B server at http://127.0.0.1:{port} (WANDB_BASE_URL) does not answer" in result.stderr
+    assert "ray imported: False" in result.stdout and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("env, mode", [
+    ({"WANDB_API_KEY": "k", "WANDB_MODE": "offline"}, "offline"),  # the shell's explicit choice wins
+    ({"WANDB_API_KEY": "k"}, "online"),
+    ({}, "offline"),  # no key: nothing could be sent
+])
+def test_tracking_mode_auto_follows_the_environment(env, mode):
+    from rayspeed.config.tracking import TrackingConfig
+
+    assert TrackingConfig().mode_in(env) == mode

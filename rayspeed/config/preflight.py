@@ -9,6 +9,9 @@ import importlib
 import inspect
 import os
 import sys
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +19,11 @@ from rayspeed.config.data import has_uri_scheme
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.load import apply_overrides
 from rayspeed.config.model import FactoryModel
+from rayspeed.config.tracking import TrackingConfig
 from rayspeed.errors import ConfigError
+
+WANDB_DEFAULT_URL = "https://api.wandb.ai"
+WANDB_PROBE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,27 @@ def preflight(cfg: ExperimentConfig, *, working_dir: str) -> Preflight:
         code_dir = _check_factory(cfg.model.factory, cfg.model.args, working_dir=working_dir)
     inside = [path_inside(path, code_dir) for path in (cfg.data.source, cfg.run.storage_path)] if code_dir else []
     return Preflight(cfg=cfg, code_dir=code_dir, code_excludes=[path for path in inside if path])
+
+
+def check_wandb_server(tracking: TrackingConfig, env: Mapping[str, str]) -> None:
+    """Online W&B: its server must answer (any HTTP answer) within seconds, before any Ray work; a dead
+    one would otherwise end the run after start-up, in Ray Train's controller.
+
+    Raises:
+        ConfigError: naming the URL and where it came from.
+    """
+    if tracking.mode_in(env) != "online":
+        return
+    url = env.get("WANDB_BASE_URL") or WANDB_DEFAULT_URL
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=WANDB_PROBE_S).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (OSError, ValueError) as error:  # URLError is an OSError
+        where = "WANDB_BASE_URL" if env.get("WANDB_BASE_URL") else "W&B's default; set WANDB_BASE_URL for your server"
+        raise ConfigError(f"tracking.mode: online, but the W&B server at {url} ({where}) does not answer: "
+                          f"{getattr(error, 'reason', error)}. Set tracking.mode: offline (or WANDB_MODE=offline) "
+                          "to record the run locally and `wandb sync` it later") from None
 
 
 def path_inside(path: str, directory: str) -> str | None:
