@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from conftest import experiment, run_dir, train
+import torch
+from conftest import experiment, rayspeed_command, run_dir, train
 from PIL import Image
 
 from rayspeed.config import load_config
@@ -17,6 +19,7 @@ from rayspeed.datasets.augmentation import augment_rows
 from rayspeed.datasets.images import PictureFormat, tag_pictures
 from rayspeed.datasets.picture_transform import picture_rows
 from rayspeed.errors import DataError
+from rayspeed.trainers.exported import load_exported
 
 ALL_CHANGES = {"flip": {"probability": 1.0}, "rotation": {"probability": 1.0, "degrees": 20},
                "crop": {"probability": 1.0, "padding": 2}, "noise": {"probability": 1.0, "std": 0.2}}
@@ -122,3 +125,21 @@ def test_a_cnn_learns_a_folder_of_pictures_with_augmentation(tmp_path, digit_fol
     assert saved.image.shape == [1, 8, 8] and saved.classes == [f"digit_{d}" for d in range(10)]
     spec = json.loads((checkpoint / "input_spec.json").read_text())
     assert spec["image_shape"] == [1, 8, 8] and spec["feature_shape"] == [64]
+
+    # Exported and run over one class's folder by `rayspeed predict`: one row per picture, the same class
+    # as the export gives in plain torch for the file it names.
+    model, out = tmp_path / "model", tmp_path / "threes.parquet"
+    assert rayspeed_command("export", str(run_dir(tmp_path, "pictures")), "--out", str(model)).returncode == 0
+    result = rayspeed_command("predict", str(model), str(digit_folder / "digit_3"), "--out", str(out),
+                              "--address", ray_address)
+    assert result.returncode == 0, result.stderr
+    predicted = pd.read_parquet(out)
+    files = sorted(str(path) for path in (digit_folder / "digit_3").iterdir())
+    assert sorted(predicted["path"].str.removeprefix("/").map("/{}".format)) == files
+    assert (predicted["prediction"] == "digit_3").mean() > 0.85
+    exported = load_exported(model)
+    pixels = [np.asarray(Image.open("/" + path.removeprefix("/"))) for path in predicted["path"]]
+    with torch.no_grad():
+        plain = exported.model(torch.from_numpy(picture_rows({"image": pixels},
+                                                             preprocessing=exported.preprocessing)["features"]))
+    assert predicted["prediction"].tolist() == [exported.spec.classes[i] for i in plain.argmax(dim=1).tolist()]

@@ -102,9 +102,11 @@ def test_killed_sweep_resumes_without_running_finished_trials_again(tmp_path, ra
 def test_pbt_exploit_continues_from_the_peers_checkpoint(tmp_path, ray_address):
     # Two trials side by side and none pending (pbt pauses running trials to start pending ones).
     # The good trial gets its checkpoint at a perturbation point (epochs 2 and 4) where both have a
-    # score; the poor one copies it at its next: two points leave room for trials that start apart,
-    # and each copy restarts a trial (a perturbation every epoch made this test 3 times longer).
-    config = experiment(tmp_path, run={"name": "pbt"}, train={"epochs": 6, "micro_batch_per_worker": 32},
+    # score; the poor one copies it at its next. Trials start apart (one once ran 2 epochs of 22 steps
+    # ahead and never found a checkpoint to copy): epochs of 90 steps leave room for that, while each
+    # copy restarts a trial (a point every epoch, or 3 points, made this test 2-3 times longer).
+    config = experiment(tmp_path, run={"name": "pbt"},
+                        train={"epochs": 6, "global_batch": 16, "micro_batch_per_worker": 16},
                         scaling={"num_workers": 1}, tune={
                             "num_samples": 1, "max_concurrent_trials": 2,
                             "scheduler": {"name": "pbt", "perturbation_interval": 2, "quantile_fraction": 0.5},
