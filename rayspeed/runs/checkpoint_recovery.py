@@ -55,7 +55,7 @@ def set_aside_damaged(storage: RunStorage, *, warn: Callable[[str], None]) -> li
     storage.write(json.dumps(_without(snapshot, damaged, latest=intact)), RAY_SNAPSHOT)
     for name in damaged:
         if storage.exists(name):
-            storage.move(name, _free_name(storage, name))
+            storage.move(name, storage.unused(CORRUPT_DIR, name))  # numbered if an earlier resume set one aside
     warn(f"resuming from the newest intact checkpoint, {intact['checkpoint_dir_name']}; the damaged ones are "
          f"in {storage.display(CORRUPT_DIR)}")
     return damaged
@@ -75,12 +75,3 @@ def _without(snapshot: dict, names: list[str], *, latest: dict) -> dict:
             "pending_training_results": [result for result, _ in pending],
             "pending_validation_specs": [spec for _, spec in pending],
             **{key: [name for name in snapshot.get(key, []) if name not in names] for key in _NAME_LISTS}}
-
-
-def _free_name(storage: RunStorage, name: str) -> str:
-    """`corrupt/<name>`, numbered when an earlier resume set aside a checkpoint of the same step."""
-    target, number = f"{CORRUPT_DIR}/{name}", 1
-    while storage.exists(target):
-        number += 1
-        target = f"{CORRUPT_DIR}/{name}.{number}"
-    return target

@@ -103,6 +103,15 @@ class RunStorage:
             return False
         return bool(self.filesystem.get_file_info(pafs.FileSelector(self.path, allow_not_found=True)))
 
+    def unused(self, folder: str, name: str) -> str:
+        """`folder/name`, or `folder/name.2`, `.3`, ... when taken: what is written there never replaces
+        an earlier one."""
+        target, number = f"{folder}/{name}", 1
+        while self.exists(target):
+            number += 1
+            target = f"{folder}/{name}.{number}"
+        return target
+
     def exists(self, *parts: str) -> bool:
         return self.filesystem.get_file_info(self.join(*parts)).type != pafs.FileType.NotFound
 

@@ -55,7 +55,7 @@ def evaluate_checkpoint(cfg: ExperimentConfig, storage: RunStorage, *, split: st
     rows = _gathered(predicted.iter_batches(batch_size=None, batch_format="numpy"))
     source = consolidated.source
     scores = {"split": split, "checkpoint": source["checkpoint"], "step": source["step"], **_scores(rows, fitted)}
-    folder = _new_folder(storage, f"{source['checkpoint']}-{split}")
+    folder = storage.unused(EVALUATION_DIR, f"{source['checkpoint']}-{split}")  # an earlier one is kept
     storage.write(json.dumps(scores, indent=2), folder, METRICS_NAME)
     storage.write(_parquet(rows, fitted), folder, PREDICTIONS_NAME)
     _to_wandb(cfg, storage, scores, mode=wandb_mode)
@@ -91,15 +91,6 @@ def _labels(rows: dict[str, np.ndarray], fitted: Preprocessing) -> np.ndarray:
     if fitted.task == "classification":
         return class_names(fitted)[rows["label"]]
     return rows["label"].astype(np.float64) * fitted.target_std + fitted.target_mean
-
-
-def _new_folder(storage: RunStorage, name: str) -> str:
-    """`evaluation/NAME`, or `NAME-2`, ...: an earlier evaluation is never overwritten."""
-    folder, number = f"{EVALUATION_DIR}/{name}", 1
-    while storage.exists(folder):
-        number += 1
-        folder = f"{EVALUATION_DIR}/{name}-{number}"
-    return folder
 
 
 def _to_wandb(cfg: ExperimentConfig, storage: RunStorage, scores: dict, *, mode: str) -> None:

@@ -47,11 +47,11 @@ def predict_to_file(export_dir: str, source: str, out: Path, *, actors: int, use
                             preprocessing=preprocessing.to_dict(), actors=actors, use_gpu=use_gpu, keep=kept)
     predicted.context.execution_options.preserve_order = True  # the dataset's own context: it copied the global one
     partial = out.with_name(f".{out.name}.partial")
-    counted = Predicted(rows=0, unusable=0)
+    counted, schema = Predicted(rows=0, unusable=0), _schema(preprocessing)
     try:
-        with WRITERS[out.suffix](partial, _schema(preprocessing)) as writer:
+        with WRITERS[out.suffix](partial, schema) as writer:
             for batch in predicted.iter_batches(batch_size=None, batch_format="numpy"):
-                table, unusable = _table(batch, preprocessing)
+                table, unusable = _table(batch, preprocessing, schema)
                 writer.write_table(table)
                 counted = Predicted(rows=counted.rows + table.num_rows, unusable=counted.unusable + unusable)
         os.replace(partial, out)
@@ -60,13 +60,13 @@ def predict_to_file(export_dir: str, source: str, out: Path, *, actors: int, use
     return counted
 
 
-def _table(batch: dict[str, np.ndarray], preprocessing: Preprocessing) -> tuple[pa.Table, int]:
+def _table(batch: dict[str, np.ndarray], preprocessing: Preprocessing, schema: pa.Schema) -> tuple[pa.Table, int]:
     """The batch's predictions as output rows; a row with missing feature values gets nulls."""
     columns = {PATH: batch[PATH]} if PATH in batch else {}
     unusable = ~batch[USABLE] if USABLE in batch else np.zeros(len(next(iter(batch.values()))), dtype=bool)
     for name, values in prediction_columns(batch, preprocessing).items():
-        columns[name] = pa.array(values, mask=unusable, type=_schema(preprocessing).field(name).type)
-    return pa.table(columns, schema=_schema(preprocessing)), int(unusable.sum())
+        columns[name] = pa.array(values, mask=unusable, type=schema.field(name).type)
+    return pa.table(columns, schema=schema), int(unusable.sum())
 
 
 def _schema(preprocessing: Preprocessing) -> pa.Schema:
