@@ -1,6 +1,6 @@
 """Run control with a real actor in the session cluster: the stop decision every rank gets (ranks ask
-one step ahead and at different times, and still all stop after the same step), and the end of the
-grace period."""
+ahead and at different times, and still all stop after the same step), how many steps a rank may
+train between questions, and the end of the grace period."""
 
 import signal
 import threading
@@ -9,32 +9,47 @@ import time
 import pytest
 import ray
 
-from rayspeed.trainers.run_control import RunControl, _ControlState
+from rayspeed.trainers.run_control import MAX_STEPS_PER_ASK, RunControl, _ControlState
 
 pytestmark = pytest.mark.ray
 
 
 def test_ranks_asking_at_different_times_all_stop_after_the_same_step(ray_session):
-    state = _ControlState.remote()
-    worker, attempt = "a worker handle", 0
+    state = _ControlState.remote(ask_every_s=0)  # one step per question, whatever the pace
+    attempt = 0
 
-    def ask(rank: int, step: int) -> bool:
-        return ray.get(state.ask.remote(rank, attempt=attempt, fetched=step - 1, step=step, worker=worker))
+    def ask(rank: int, first: int) -> tuple[int | None, int]:
+        return ray.get(state.ask.remote(rank, attempt=attempt, fetched=first - 1, first=first,
+                                        worker=f"worker {rank}"))
 
-    assert not ask(0, 5) and not ask(0, 6)  # rank 0 runs ahead: it asked for step 6 already
+    assert ask(0, 5) == (None, 5) and ask(0, 6) == (None, 6)  # rank 0 runs ahead: it may finish step 6
     state.request_stop.remote()
-    assert not ask(1, 5)  # rank 1 is told what rank 0 was told for steps 5 and 6
-    assert not ask(1, 6)
-    assert ask(1, 7) and ask(0, 7)  # the first step nobody was told to continue after
-    assert ask(0, 8) and ask(1, 8)
-    assert not ask(0, 3)  # a group restarted from the same checkpoint replays steps up to the stop step
+    assert ask(1, 5) == (7, 4)  # rank 1 trains steps 5 and 6 as rank 0 may, and stops after step 7
+    assert ask(0, 7) == (7, 6)
+    assert ask(0, 3) == (7, 2)  # a group restarted from the same checkpoint replays steps up to the stop step
     progress = ray.get(state.progress.remote())
-    assert {rank: step for rank, (step, _, _) in progress.items()} == {0: 2, 1: 7}
+    assert {rank: (step, worker) for rank, (step, _, worker) in progress.items()} == {
+        0: (2, "worker 0"), 1: (4, "worker 1")}
     state.leave.remote(1)
     assert set(ray.get(state.progress.remote())) == {0}
 
     attempt = 4  # a group restarted from the checkpoint of step 4 is told afresh, still all alike
-    assert ask(1, 5) and ask(0, 5)
+    assert ask(1, 5) == (5, 4) and ask(0, 5) == (5, 4)
+    ray.kill(state)
+
+
+def test_a_fast_rank_asks_every_few_steps_and_a_stop_waits_for_the_steps_allowed(ray_session):
+    state = _ControlState.remote(ask_every_s=60.0)
+
+    def ask(rank: int, fetched: int, first: int) -> tuple[int | None, int]:
+        return ray.get(state.ask.remote(rank, attempt=0, fetched=fetched, first=first, worker=None))
+
+    assert ask(0, 1, 1) == (None, 1)  # its pace is not known yet
+    stop, allowed = ask(0, 1001, 2)  # 1000 steps in far less than a minute: the most steps per question
+    assert stop is None and allowed == MAX_STEPS_PER_ASK
+    assert ask(1, 1, 1) == (None, 1)
+    state.request_stop.remote()
+    assert ask(1, 1, 2) == (MAX_STEPS_PER_ASK + 1, 1)  # rank 0 may pass every step up to there
     ray.kill(state)
 
 

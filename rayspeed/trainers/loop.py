@@ -160,7 +160,7 @@ class Worker:
         self.meter.add_step()
         self._tell_restart(step)
         plan = self.plan
-        requested = self.control.stop_after(step, rank=self.rank) and step < plan.total_steps
+        requested = self.control.stop_after(step) and step < plan.total_steps
         checkpoint, report = plan.is_checkpoint(step) or requested, plan.is_epoch_end(step)
         if not (checkpoint or plan.is_logged(step)):
             return

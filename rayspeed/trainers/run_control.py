@@ -1,12 +1,14 @@
 """Run control: a graceful stop on SIGTERM and a watchdog for ranks that stop making progress.
 
-A small actor owned by the driver (it outlives worker-group restarts) answers every rank, once per
-optimizer step, whether to stop after that step. The first answer given for a step is the answer for
-every rank, so all ranks stop at the same step, write the checkpoint there (a collective) and leave
-the loop. Each rank asks one step ahead, right after fetching the batch, so the answer is there by
-the time the step ends and the question doubles as the rank's heartbeat ("fetched the batch of step
-s"). A driver thread forwards a stop request to the actor, gives up after the grace period (a
-second SIGTERM to the driver, which then interrupts), and watches the heartbeats.
+A small actor owned by the driver (it outlives worker-group restarts) tells each rank how many steps
+it may train before asking again, about every ASK_EVERY_S seconds whatever the step time (an actor
+call per step costs a toy model's step a tenth of its time), or, once a stop was requested, after
+which step to stop. The stop step is the first one no rank was allowed to pass without asking, so
+all ranks stop at the same step, write the checkpoint there (a collective) and leave the loop.
+Each rank asks while its last allowed step trains, so the answer is there by the time it ends, and
+the question doubles as the rank's heartbeat ("fetched the batch of step s"). A driver thread
+forwards a stop request to the actor, gives up after the grace period (a second SIGTERM to the
+driver, which then interrupts), and watches the heartbeats.
 
 A rank that hangs stalls every rank (the others wait in a collective), so the watchdog acts when no
 rank made progress for `run.hang_timeout_s`: it names the ranks that do not answer Ray (a stopped or
@@ -15,6 +17,7 @@ then counts a worker failure and `run.max_failures` restarts the group from the 
 instead of every rank waiting for the 30-minute collective timeout.
 """
 
+import math
 import os
 import signal
 import threading
@@ -30,33 +33,50 @@ from rayspeed.trainers.pinned import on_driver_node
 WATCH_S = 2.0
 PROBE_TIMEOUT_S = 5.0
 INTERRUPTED = -1.0  # the grace period passed and the run was interrupted
+ASK_EVERY_S = 0.5  # how often a rank asks (and beats), so also how long a stop request may wait
+MAX_STEPS_PER_ASK = 1024
 
 
 @ray.remote(num_cpus=0)
 class _ControlState:
-    def __init__(self):
+    def __init__(self, ask_every_s: float = ASK_EVERY_S):
+        self.ask_every_s = ask_every_s
         self.requested = False
         self.attempt = -1  # the checkpoint step the asking worker group restored
         self.stop_step: int | None = None
-        self.highest_continued = 0  # the highest step some rank of the group was told to continue after
-        self.ranks: dict[int, tuple[int, float, object]] = {}  # rank -> (step fetched, when, worker actor)
+        self.highest_allowed = 0  # the highest step some rank of the group may finish without asking
+        self.ranks: dict[int, tuple[int, float]] = {}  # rank -> (step fetched, when)
+        self.workers: dict[int, object] = {}  # rank -> its worker actor (sent with the rank's first question)
 
     def request_stop(self) -> None:
         self.requested = True
 
-    def ask(self, rank: int, *, attempt: int, fetched: int, step: int, worker) -> bool:
-        """Rank `rank` of the group that restored step `attempt` has the batch of step `fetched`: stop
-        after step `step`? A restarted group from a newer checkpoint was told nothing yet, so its stop
-        is decided afresh (a group restarted from the same checkpoint keeps the earlier decision)."""
+    def ask(self, rank: int, *, attempt: int, fetched: int, first: int, worker=None) -> tuple[int | None, int]:
+        """Rank `rank` of the group that restored step `attempt` has the batch of step `fetched` and
+        asks about the steps from `first` on. Returns (the step to stop after, or None; the last step
+        it may finish without asking again). A restarted group from a newer checkpoint was allowed
+        nothing yet, so its stop is decided afresh (one from the same checkpoint keeps the decision)."""
         if attempt > self.attempt:
-            self.attempt, self.highest_continued, self.stop_step = attempt, attempt, None
-        self.ranks[rank] = (fetched, time.monotonic(), worker)
+            self.attempt, self.highest_allowed, self.stop_step = attempt, attempt, None
+        now = time.monotonic()
+        steps = self._steps_per_ask(self.ranks.get(rank), fetched=fetched, now=now)
+        self.ranks[rank] = (fetched, now)
+        if worker is not None:
+            self.workers[rank] = worker
         if self.requested and self.stop_step is None:
-            self.stop_step = max(step, self.highest_continued + 1)  # no rank was told otherwise for it
-        if self.stop_step is not None and step >= self.stop_step:
-            return True
-        self.highest_continued = max(self.highest_continued, step)
-        return False
+            self.stop_step = max(first, self.highest_allowed + 1)  # no rank was allowed to pass it
+        if self.stop_step is not None:
+            return self.stop_step, first - 1
+        allowed = ((first - 1) // steps + 1) * steps  # a multiple: ranks ask at the same steps
+        self.highest_allowed = max(self.highest_allowed, allowed)
+        return None, allowed
+
+    def _steps_per_ask(self, last: tuple[int, float] | None, *, fetched: int, now: float) -> int:
+        """A power of two of steps that take about `ask_every_s`, from the rank's pace since it last asked."""
+        if last is None or fetched <= last[0] or now <= last[1]:
+            return 1
+        steps = self.ask_every_s * (fetched - last[0]) / (now - last[1])
+        return min(MAX_STEPS_PER_ASK, 2 ** max(0, math.floor(math.log2(steps)))) if steps >= 1 else 1
 
     def leave(self, rank: int) -> None:
         """The rank waits for something other than its peers (a Tune decision) or has finished."""
@@ -67,9 +87,9 @@ class _ControlState:
         self.ranks = {}
 
     def progress(self) -> dict[int, tuple[int, float, object]]:
-        """Per rank: the step whose batch it fetched last, seconds since, its worker actor."""
+        """Per rank: the step whose batch it fetched when it last asked, seconds since, its worker actor."""
         now = time.monotonic()
-        return {rank: (step, now - when, worker) for rank, (step, when, worker) in self.ranks.items()}
+        return {rank: (step, now - when, self.workers[rank]) for rank, (step, when) in self.ranks.items()}
 
 
 @dataclass
@@ -78,30 +98,33 @@ class StepControl:
 
     state: ray.actor.ActorHandle
     attempt: int = 0  # the checkpoint step this rank restored
-    _answers: dict = field(default_factory=dict, repr=False)  # step -> the pending answer for it
+    _allowed: int = field(default=0, repr=False)  # the last step it may finish without asking
+    _stop_at: int | None = field(default=None, repr=False)
+    _answer: ray.ObjectRef | None = field(default=None, repr=False)  # the pending answer
     _worker: object = field(default=None, repr=False)  # this rank's worker actor, which the watchdog kills
 
     def __reduce__(self):
         return (StepControl, (self.state,))
 
     def batch_ready(self, step: int, *, rank: int) -> None:
-        """The batch of `step` is here: beat, and ask already whether to stop after the step after it."""
-        self._ask(rank, fetched=step, step=step + 1)
+        """The batch of `step` is here: at the last allowed step (or the first), ask about the next ones."""
+        if self._answer is None and self._stop_at is None and self._allowed <= step:
+            first = max(self._allowed + 1, step)
+            worker = None
+            if self._worker is None:
+                worker = self._worker = ray.get_runtime_context().current_actor
+            self._answer = self.state.ask.remote(rank, attempt=self.attempt, fetched=step, first=first,
+                                                 worker=worker)
 
-    def stop_after(self, step: int, *, rank: int) -> bool:
+    def stop_after(self, step: int) -> bool:
         """At the end of `step`; the same answer on every rank."""
-        answer = self._answers.pop(step, None) or self._ask(rank, fetched=step, step=step, keep=False)
-        return ray.get(answer)
+        if self._stop_at is None and step > self._allowed:
+            self._stop_at, self._allowed = ray.get(self._answer)
+            self._answer = None
+        return self._stop_at is not None and step >= self._stop_at
 
     def leave(self, *, rank: int) -> None:
         ray.get(self.state.leave.remote(rank))
-
-    def _ask(self, rank: int, *, fetched: int, step: int, keep: bool = True) -> ray.ObjectRef:
-        self._worker = self._worker or ray.get_runtime_context().current_actor
-        answer = self.state.ask.remote(rank, attempt=self.attempt, fetched=fetched, step=step, worker=self._worker)
-        if keep:
-            self._answers[step] = answer
-        return answer
 
 
 class RunControl:
