@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from rayspeed.config import load_config
+from harness import ROOT, table
 
-ROOT = Path(__file__).resolve().parent.parent
+from rayspeed.config import load_config
 
 
 def run_sweep(config: str, storage: str, name: str, overrides: list[str], *, mode: str) -> dict:
@@ -35,25 +35,30 @@ def run_sweep(config: str, storage: str, name: str, overrides: list[str], *, mod
             "wall_s": time.perf_counter() - started}
 
 
+def compare(config: str, overrides: list[str]) -> dict:
+    mode = load_config(config, overrides).tune.objective_mode
+    with tempfile.TemporaryDirectory(prefix="rayspeed-asha-bench-") as storage:
+        asha = run_sweep(config, storage, "asha", overrides, mode=mode)
+        full = run_sweep(config, storage, "full", [*overrides, "tune.scheduler.name=fifo"], mode=mode)
+    return {"asha": asha, "full": full, "metric": load_config(config, overrides).tune.metric,
+            "trial_epochs_share": asha["trial_epochs"] / full["trial_epochs"], "best_gap": asha["best"] - full["best"]}
+
+
+def report(result: dict) -> str:
+    rows = [(label, run["trials"], run["stopped"], run["trial_epochs"], f"{run['best']:.4f}", f"{run['wall_s']:.0f}")
+            for label, run in (("ASHA", result["asha"]), ("to completion", result["full"]))]
+    return (table(["sweep", "trials", "stopped early", "trial-epochs", f"best {result['metric']}", "wall s"], rows)
+            + f"\nASHA's best minus the full sweep's best: {100 * result['best_gap']:+.2f} points, at "
+            f"{result['trial_epochs_share']:.0%} of its trial-epochs (target for accuracy: no worse than -0.5 points, "
+            "at <= 35%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "examples" / "digits_sweep.yaml"))
     parser.add_argument("overrides", nargs="*", help="applied to both sweeps, e.g. tune.num_samples=8")
     args = parser.parse_args()
-    tune_cfg = load_config(args.config, args.overrides).tune
-    with tempfile.TemporaryDirectory(prefix="rayspeed-asha-bench-") as storage:
-        asha = run_sweep(args.config, storage, "asha", args.overrides, mode=tune_cfg.objective_mode)
-        full = run_sweep(args.config, storage, "full", [*args.overrides, "tune.scheduler.name=fifo"],
-                         mode=tune_cfg.objective_mode)
-    print(f"| sweep | trials | stopped early | trial-epochs | best {tune_cfg.metric} | wall s |")
-    print("|---|---|---|---|---|---|")
-    for label, result in (("ASHA", asha), ("to completion", full)):
-        print(f"| {label} | {result['trials']} | {result['stopped']} | {result['trial_epochs']} | "
-              f"{result['best']:.4f} | {result['wall_s']:.0f} |")
-    share = 100 * asha["trial_epochs"] / full["trial_epochs"]
-    gap = 100 * (asha["best"] - full["best"])
-    print(f"ASHA's best minus the full sweep's best: {gap:+.2f} points, at {share:.0f}% of its trial-epochs "
-          f"(target for accuracy: no worse than -0.5 points, at <= 35%)")
+    print(report(compare(args.config, args.overrides)))
 
 
 if __name__ == "__main__":

@@ -10,19 +10,16 @@ step time the workers spent waiting for data.
 """
 
 import argparse
-import json
 import re
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psutil
 import yaml
+from harness import data_wait_share, run_rayspeed, table
 
 FEATURES = 64
 ROWS_PER_FILE = 250_000
@@ -92,16 +89,42 @@ def spilled_bytes(address: str) -> int:
     return int(found.group(1)) * 2**20 if found else 0
 
 
-def data_wait_share(metrics_file: Path) -> float:
-    """Seconds waiting for batches over seconds of training steps, summed over the logged windows."""
-    rows = [json.loads(line) for line in metrics_file.read_text().splitlines()]
-    waited = elapsed = 0.0
-    previous = 0
-    for row in rows:
-        waited += row["data_wait_s"]
-        elapsed += row["step_time_s"] * (row["step"] - previous)
-        previous = row["step"]
-    return waited / elapsed
+def measure(*, object_store_mib: int, scale: float) -> dict:
+    """One epoch over parquet `scale` times a `object_store_mib` store, on its own local Ray head."""
+    from ray.cluster_utils import Cluster
+
+    store = object_store_mib * 2**20
+    with tempfile.TemporaryDirectory(prefix="rayspeed-scale-") as work:
+        work = Path(work)
+        (work / "data").mkdir()
+        rows, on_disk = write_dataset(work / "data", total_bytes=int(scale * store))
+        print(f"dataset: {rows} rows x {FEATURES} float32 features, {on_disk / 2**20:.0f} MiB of parquet "
+              f"= {on_disk / store:.1f}x the object store ({object_store_mib} MiB)", flush=True)
+        config = work / "scale.yaml"
+        config.write_text(yaml.safe_dump(experiment(work / "data", work / "runs")))
+        cluster = Cluster(initialize_head=True, connect=False,
+                          head_node_args={"num_cpus": 4, "object_store_memory": store})
+        try:
+            with MemoryPeak() as memory:
+                run = run_rayspeed(["train", str(config), "--address", cluster.address],
+                                   run_dir=work / "runs" / "scale")
+            spilled = spilled_bytes(cluster.address)
+        finally:
+            cluster.shutdown()
+    return {"dataset_mib": on_disk / 2**20, "store_mib": object_store_mib, "wall_s": run.wall_s,
+            "peak_memory_mib": (memory.peak - memory.baseline) / 2**20, "spilled_mib": spilled / 2**20,
+            "data_wait_share": data_wait_share(run.rows), "test_accuracy": run.rows[-1].get("test_accuracy")}
+
+
+def report(result: dict) -> str:
+    return table(["measure", "value"], [
+        ("dataset / object store", f"{result['dataset_mib']:.0f} MiB / {result['store_mib']} MiB "
+                                   f"({result['dataset_mib'] / result['store_mib']:.1f}x)"),
+        ("wall time of the run", f"{result['wall_s']:.0f} s"),
+        ("peak node memory above idle", f"{result['peak_memory_mib']:.0f} MiB"),
+        ("spilled from the object store", f"{result['spilled_mib']:.0f} MiB"),
+        ("step time waiting for data", f"{result['data_wait_share']:.1%}"),
+        ("test accuracy", f"{result['test_accuracy']:.3f}")])
 
 
 def main() -> None:
@@ -109,37 +132,7 @@ def main() -> None:
     parser.add_argument("--object-store-mib", type=int, default=256)
     parser.add_argument("--scale", type=float, default=3.0)
     args = parser.parse_args()
-    from ray.cluster_utils import Cluster
-
-    store = args.object_store_mib * 2**20
-    with tempfile.TemporaryDirectory(prefix="rayspeed-scale-") as work:
-        work = Path(work)
-        (work / "data").mkdir()
-        rows, on_disk = write_dataset(work / "data", total_bytes=int(args.scale * store))
-        print(f"dataset: {rows} rows x {FEATURES} float32 features, {on_disk / 2**20:.0f} MiB of parquet "
-              f"= {on_disk / store:.1f}x the object store ({args.object_store_mib} MiB)", flush=True)
-        config = work / "scale.yaml"
-        config.write_text(yaml.safe_dump(experiment(work / "data", work / "runs")))
-        cluster = Cluster(initialize_head=True, connect=False,
-                          head_node_args={"num_cpus": 4, "object_store_memory": store})
-        try:
-            with MemoryPeak() as memory:
-                started = time.perf_counter()
-                done = subprocess.run([sys.executable, "-m", "rayspeed", "train", str(config),
-                                       "--address", cluster.address], capture_output=True, text=True)
-                wall = time.perf_counter() - started
-            print(done.stdout.strip())
-            if done.returncode != 0:
-                raise SystemExit(f"rayspeed train failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-            spilled = spilled_bytes(cluster.address)
-        finally:
-            cluster.shutdown()
-        share = data_wait_share(work / "runs" / "scale" / "metrics.jsonl")
-    print(f"\n| measure | value |\n|---|---|\n| wall time of the run | {wall:.0f} s |")
-    print(f"| peak node memory above idle | {(memory.peak - memory.baseline) / 2**20:.0f} MiB "
-          f"({(memory.peak - memory.baseline) / on_disk:.2f}x the dataset) |")
-    print(f"| spilled from the object store | {spilled / 2**20:.0f} MiB |")
-    print(f"| step time waiting for data | {share:.1%} |")
+    print(report(measure(object_store_mib=args.object_store_mib, scale=args.scale)))
 
 
 if __name__ == "__main__":

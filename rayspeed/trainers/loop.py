@@ -6,7 +6,6 @@ make the same collective calls in the same order (reports, all-reduces and saves
 
 import logging
 import sys
-import time
 
 import ray.train
 import torch
@@ -16,6 +15,7 @@ from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.datasets.preprocessing import InputSpec
 from rayspeed.errors import ContinuityError
 from rayspeed.runs.layout import checkpoint_dir_name
+from rayspeed.trainers.batch_stream import BatchStream
 from rayspeed.trainers.checkpointing import load_weights, report_checkpoint, restore, saved_checkpoint, seed_rank
 from rayspeed.trainers.early_stopping import EarlyStopper, all_agree_to_stop
 from rayspeed.trainers.engine import INPUT_DTYPES, average_buffers, build_engine, set_hyperparameters
@@ -56,26 +56,34 @@ def _train_epochs(worker: "Worker", step: int) -> None:
     cfg, plan = worker.cfg, worker.plan
     shard = ray.train.get_dataset_shard("train")
     micro, accum = cfg.batch.micro_batch_per_worker, cfg.batch.grad_accumulation
-    for epoch in range(step // plan.steps_per_epoch, plan.num_epochs):
-        first = step - epoch * plan.steps_per_epoch  # steps of this epoch done before a resume
+
+    def open_epoch(epoch: int):
         # One fetched batch holds one optimizer step's rows for this rank: fewer, larger conversions
         # from Ray Data than one per micro batch.
-        batches = shard.iter_torch_batches(
+        return shard.iter_torch_batches(
             batch_size=micro * accum, drop_last=True, device=worker.device,
             local_shuffle_buffer_size=max(cfg.data.shuffle_buffer_rows, micro * accum),
             local_shuffle_seed=cfg.train.seed + epoch * worker.world + worker.rank)
-        for index, (wait_s, batch) in enumerate(_timed(batches)):
-            # Skipped batches are still read: streaming_split feeds all ranks in lockstep.
-            if index < first or index >= plan.steps_per_epoch or step >= plan.total_steps:
-                continue
-            worker.control.batch_ready(step + 1, rank=worker.rank)
-            for micro_batch in _split(batch, micro):
-                worker.train_micro_step(micro_batch, wait_s=wait_s / accum)
-            step += 1
-            if worker.after_step(step) == STOP:
-                return
-            if step == plan.total_steps:  # the rest of the epoch is only read, without steps to watch
-                worker.control.leave(rank=worker.rank)
+
+    first_epoch = step // plan.steps_per_epoch
+    stream = BatchStream(open_epoch, range(first_epoch, plan.num_epochs))
+    try:
+        for epoch in range(first_epoch, plan.num_epochs):
+            first = step - epoch * plan.steps_per_epoch  # steps of this epoch done before a resume
+            for index, (wait_s, batch) in enumerate(stream.next_epoch()):
+                # Skipped batches are still read: streaming_split feeds all ranks in lockstep.
+                if index < first or index >= plan.steps_per_epoch or step >= plan.total_steps:
+                    continue
+                worker.control.batch_ready(step + 1, rank=worker.rank)
+                for micro_batch in _split(batch, micro):
+                    worker.train_micro_step(micro_batch, wait_s=wait_s / accum)
+                step += 1
+                if worker.after_step(step) == STOP:
+                    return
+                if step == plan.total_steps:  # the rest of the epoch is only read, without steps to watch
+                    worker.control.leave(rank=worker.rank)
+    finally:
+        stream.close()
 
 
 def _split(batch: dict, size: int):
@@ -250,15 +258,3 @@ class Worker:
         return evaluate(self.engine, ray.train.get_dataset_shard(split), task=self.task, split=split,
                         rank=self.rank, world=self.world, device=self.device, dtype=self.dtype,
                         batch_rows=self.eval_rows, with_details=with_details)
-
-
-def _timed(batches):
-    """Yields (seconds spent waiting for the batch, batch)."""
-    iterator = iter(batches)
-    while True:
-        started = time.perf_counter()
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        yield time.perf_counter() - started, batch
