@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cpu_shares import CpuSampler
+
 ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.05
 
@@ -29,6 +31,7 @@ class Timeline:
     lines: list[tuple[float, str]] = field(default_factory=list)
     row_times: dict[int, float] = field(default_factory=dict)  # step -> when its row was committed
     rows: list[dict] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # share of all cores per process group, while training
 
     def seconds_to_line(self, text: str) -> float | None:
         return next((at - self.started for at, line in self.lines if text in line), None)
@@ -41,6 +44,14 @@ class Timeline:
 def run_rayspeed(arguments: Sequence[str], *, run_dir: Path | None = None, env: dict | None = None) -> Timeline:
     """`rayspeed ARGUMENTS...`; exits the benchmark with the command's output when it fails."""
     timeline = Timeline(started=time.time())
+    with CpuSampler() as cpu:
+        _run(arguments, timeline, run_dir=run_dir, env=env)
+    if len(timeline.row_times) > 1:
+        timeline.cpu = cpu.shares(min(timeline.row_times.values()), max(timeline.row_times.values()))
+    return timeline
+
+
+def _run(arguments: Sequence[str], timeline: Timeline, *, run_dir: Path | None, env: dict | None) -> None:
     process = subprocess.Popen([sys.executable, "-m", "rayspeed", *arguments], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}, cwd=ROOT)
     done = threading.Event()
@@ -58,7 +69,6 @@ def run_rayspeed(arguments: Sequence[str], *, run_dir: Path | None = None, env: 
     if code != 0:
         tail = "\n".join(line for _, line in timeline.lines[-30:])
         sys.exit(f"rayspeed {' '.join(arguments)} failed (exit {code}):\n{tail}")
-    return timeline
 
 
 def train(config: str, overrides: Sequence[str], *, storage: Path, name: str, address: str | None = None) -> Timeline:
@@ -74,12 +84,15 @@ def run_native(tensors: Path, config: str, overrides: Sequence[str], *, workers:
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONWARNINGS": "ignore::FutureWarning", "OMP_NUM_THREADS": "1"}
     started = time.time()
     script = ROOT / "benchmarks" / "native_deepspeed.py"
-    done = subprocess.run(["torchrun", "--nproc_per_node", str(workers), str(script), str(tensors), config, *overrides],
-                          capture_output=True, text=True, env=env, cwd=ROOT)
+    with CpuSampler() as cpu:
+        done = subprocess.run(["torchrun", "--nproc_per_node", str(workers), str(script), str(tensors), config,
+                               *overrides], capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode != 0:
         sys.exit(f"native_deepspeed.py failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {**result, "started": started, "wall_s": time.time() - started}
+    marks = result["marks"]
+    return {**result, "started": started, "wall_s": time.time() - started,
+            "cpu": cpu.shares(marks["first_window_end"], marks["train_end"])}
 
 
 def prepare_tensors(config: str, overrides: Sequence[str], out: Path) -> Path:

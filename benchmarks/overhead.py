@@ -56,6 +56,8 @@ def compare(workload: Workload, *, rounds: int, work: Path) -> dict:
         "rayspeed_to_first_row_s": median(run.seconds_to_row(log_every) for run in ours),
         "rayspeed_phases": {label: median(run.seconds_to_line(f"[rayspeed] {text}") for run in ours)
                             for label, text in PHASES},
+        "cpu": {group: median(run.cpu.get(group, 0.0) for run in ours) for run in ours for group in run.cpu},
+        "native_cpu": median(run["cpu"].get("native script", 0.0) for run in native),
         "tensors": str(tensors), "timelines": ours,
     }
 
@@ -103,7 +105,7 @@ def model_flops_per_sample(workload: Workload, tensors: Path) -> float:
     model = build_model(cfg.model, spec)
     weights = sum(module.weight.numel() for module in model.modules() if isinstance(module, nn.Linear))
     context, args = spec.num_features - 1, cfg.model.args
-    return context * (6 * weights + 12 * args["layers"] * context * args["dim"])
+    return context * (6 * weights + 12 * args.layers * context * args.dim)
 
 
 def main() -> None:
@@ -136,6 +138,11 @@ def report(results: dict) -> str:
              table(["workload", "native", "rayspeed", "ratio", "target"],
                    [(name, f"{r['native_samples_per_s']:.0f}", f"{r['rayspeed_samples_per_s']:.0f}",
                      f"{r['ratio']:.2f}", f">= {targets[name]:.2f}") for name, r in results["workloads"].items()])]
+    groups = sorted({group for r in results["workloads"].values() for group in r["cpu"]})
+    lines += ["", "Where the cores went while rayspeed trained (share of all cores, median of rounds):",
+              table(["workload", *groups, "idle", "native workers, for comparison"],
+                    [(name, *(f"{r['cpu'].get(group, 0):.0%}" for group in groups), f"{1 - sum(r['cpu'].values()):.0%}",
+                      f"{r['native_cpu']:.0%}") for name, r in results["workloads"].items()])]
     if MLP.name in results["workloads"]:
         mlp = results["workloads"][MLP.name]
         rows = [("native (torchrun)", f"{mlp['native_to_first_row_s']:.1f}", f"{mlp['native_wall_s']:.1f}", "1.00", ""),

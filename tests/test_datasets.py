@@ -7,7 +7,7 @@ import pytest
 import ray
 
 from rayspeed.config.data import DataConfig, SplitFractions
-from rayspeed.datasets import build_datasets
+from rayspeed.datasets import build_datasets, prepared
 from rayspeed.datasets.columns import ColumnPlan
 from rayspeed.datasets.encoding import model_rows
 from rayspeed.datasets.preprocessing import UNKNOWN
@@ -273,3 +273,18 @@ def test_builtin_flights_keeps_cancelled_flights_out_and_encodes_its_airports(ra
     assert prepared.preprocessing.classes == [0, 1]  # dep_delay's 8255 gaps are all cancelled flights
     carrier = next(c for c in prepared.preprocessing.categorical if c.name == "carrier")
     assert carrier.vocabulary[:3] == ["UA", "B6", "EV"]  # the busiest carriers of 2013 out of New York
+
+
+def test_auto_cache_keeps_a_small_train_split_and_streams_one_too_large_for_the_store(ray_session, tmp_path,
+                                                                                    monkeypatch):
+    path = tmp_path / "pets.csv"
+    frame(300).to_csv(path, index=False)
+    data = DataConfig(source=str(path), label_column="species")
+    kept = build_datasets(data, seed=0)
+    monkeypatch.setattr(prepared, "AUTO_CACHE_SHARE", 1e-9)  # no train split fits now
+    streamed = build_datasets(data, seed=0)
+    path.unlink()  # what is kept in the object store still reads; what streams reads the source again
+    assert kept.datasets["train"].count() == kept.split_rows["train"]
+    assert streamed.datasets["val"].count() == streamed.split_rows["val"]
+    with pytest.raises(Exception, match="pets.csv"):
+        streamed.datasets["train"].count()

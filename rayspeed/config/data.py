@@ -109,9 +109,10 @@ class DataConfig(Section):
     """Keep one of usable rows identical in every used column (two extra passes over the data)."""
     clip_quantiles: tuple[float, float] | None = None
     """Numeric features are clipped to these quantiles of the train split, e.g. [0.01, 0.99]."""
-    cache: Literal["none", "eval", "all"] = "eval"
+    cache: Literal["auto", "none", "eval", "all"] = "auto"
     """What is kept in Ray's object store after its first pass: nothing (every epoch reads the
-    source again), the val and test splits (read by every rank at every evaluation), or all splits."""
+    source again), the val and test splits (read by every rank at every evaluation), all splits, or
+    (`auto`) val and test, and the train split too when it takes at most a fifth of the store."""
     shuffle: Literal["buffer", "full"] = "buffer"
     """How each epoch mixes the train split: `buffer` takes the files in a new seeded order and each
     worker draws its batches at random from a buffer of `shuffle_buffer_rows` rows; `full` also

@@ -32,6 +32,7 @@ def build_picture_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing
         black = [-mean / std for mean, std in zip(transform.mean, transform.std, strict=True)]
         datasets = encode_splits(
             tagged, picture_rows, preprocessing=preprocessing, data=data, seed=seed, batch_format="numpy",
+            train_rows=split_rows["train"],
             train_only=(augment_rows, {"shape": transform.shape, "augment": augment, "black": black})
             if augment.enabled else None)
     return PreparedData(datasets=datasets, preprocessing=preprocessing, input_spec=InputSpec.of(preprocessing),

@@ -2,9 +2,12 @@
 learned and counted, plus the steps they share: encoding each split, and naming the unreadable file."""
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+import ray
 import ray.data
 from ray.data import RandomSeedConfig
 
@@ -13,6 +16,9 @@ from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
 from rayspeed.datasets.readers import find_unreadable_file
 from rayspeed.datasets.rows import SPLIT_FLAGS
 from rayspeed.errors import DataError
+
+AUTO_CACHE_SHARE = 0.2
+ROW_EXTRA_BYTES = 64  # the label, the row hash, categorical ids, Arrow's offsets
 
 
 @dataclass(frozen=True)
@@ -56,19 +62,22 @@ class PreparedData:
 
 
 def encode_splits(tagged: ray.data.Dataset, encode: Callable, *, preprocessing: Preprocessing, data: DataConfig,
-                  seed: int, batch_format: str, train_only: tuple[Callable, dict] | None = None
+                  seed: int, batch_format: str, train_rows: int, train_only: tuple[Callable, dict] | None = None
                   ) -> dict[str, ray.data.Dataset]:
     """Each split's rows through `encode(batch, preprocessing=...)`, then the train split's through
     `train_only` (augmentation) when given. val and test are read whole by every rank at every
-    evaluation: under `cache: eval` (and `all`) they are kept in the object store after their first
-    pass instead of re-running the pipeline. `cache: all` keeps the train split before `train_only`,
-    so augmentation still draws anew every epoch; `shuffle: full` shuffles it anew every epoch."""
+    evaluation: unless `cache: none` they are kept in the object store after their first pass
+    instead of re-running the pipeline. The train split is kept too under `cache: all`, and under
+    `cache: auto` when its `train_rows` fit in a small share of the object store; it is kept before
+    `train_only`, so augmentation still draws anew every epoch; `shuffle: full` shuffles it anew every
+    epoch."""
     splits = {name: tagged.filter(expr=f"{flag} == 1").map_batches(
         encode, batch_format=batch_format, fn_kwargs={"preprocessing": preprocessing})
         for name, flag in SPLIT_FLAGS.items()}
-    if data.cache in ("eval", "all"):
+    if data.cache != "none":
         splits["val"], splits["test"] = splits["val"].materialize(), splits["test"].materialize()
-    if data.cache == "all":  # a new block order every epoch, as the file order is when streaming
+    if data.cache == "all" or (data.cache == "auto" and _fits_the_store(train_rows, preprocessing)):
+        # A new block order every epoch, as the file order is when streaming.
         splits["train"] = splits["train"].materialize().randomize_block_order(
             seed=RandomSeedConfig(seed=seed, reseed_after_execution=True))
     if data.shuffle == "full":
@@ -77,6 +86,15 @@ def encode_splits(tagged: ray.data.Dataset, encode: Callable, *, preprocessing: 
         function, kwargs = train_only
         splits["train"] = splits["train"].map_batches(function, batch_format="numpy", fn_kwargs=kwargs)
     return splits
+
+
+def _fits_the_store(rows: int, preprocessing: Preprocessing) -> bool:
+    """Whether `rows` model-ready rows take at most AUTO_CACHE_SHARE of the cluster's object store.
+    Streamed, every epoch reads and encodes the source again, and its first batch waits for a new
+    Ray Data execution (a tenth of a second or more: much of a short epoch)."""
+    spec = InputSpec.of(preprocessing)
+    row_bytes = math.prod(spec.feature_shape) * np.dtype(spec.feature_dtype).itemsize + ROW_EXTRA_BYTES
+    return rows * row_bytes <= AUTO_CACHE_SHARE * ray.cluster_resources().get("object_store_memory", 0)
 
 
 @contextlib.contextmanager

@@ -64,7 +64,7 @@ def build_table_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing |
             dropped["no full window before them"] = sum(stats.split_rows.values()) - sum(split_rows.values())
             encode = window_rows
         datasets = encode_splits(rows, encode, preprocessing=preprocessing, data=data, seed=seed,
-                                 batch_format="numpy" if data.windows else "pandas")
+                                 batch_format="numpy" if data.windows else "pandas", train_rows=split_rows["train"])
     return PreparedData(datasets=datasets, preprocessing=preprocessing, input_spec=InputSpec.of(preprocessing),
                         rows_read=stats.counts["rows"] + duplicates, dropped=dropped,
                         missing_values={c: stats.counts[f"missing:{c}"] for c in plan.features},

@@ -52,7 +52,7 @@ def build_text_datasets(data: DataConfig, *, seed: int, fitted: Preprocessing | 
                                                     text=transform)
             baselines = unigram_perplexity(counted["train_tokens"], counted["val_tokens"])
         datasets = encode_splits(tagged, document_rows if classify else block_rows, preprocessing=preprocessing,
-                                 data=data, seed=seed, batch_format="numpy")
+                                 data=data, seed=seed, batch_format="numpy", train_rows=split_rows["train"])
     dropped = {"empty documents": counted["_empty"]} if classify else {}
     return PreparedData(datasets=datasets, preprocessing=preprocessing, input_spec=InputSpec.of(preprocessing),
                         rows_read=sum(split_rows.values()) + sum(dropped.values()), dropped=dropped,

@@ -37,6 +37,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
     logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
     cfg: ExperimentConfig = loop_config["experiment"]
     plan: LoopPlan = loop_config["plan"]
+    # A run without a checkpoint starts at epoch 0: its stream opens before DeepSpeed initializes, so
+    # the first batches (a new Ray Data execution, seconds on a busy machine) arrive meanwhile.
+    fresh = ray.train.get_checkpoint() is None and loop_config["warm_start"] is None
+    stream = _batch_stream(cfg, first_epoch=0, epochs=plan.num_epochs) if fresh else None
     worker = Worker(cfg, plan, loop_config["input_spec"], channel=loop_config["channel"],
                     artifacts=loop_config["artifacts"], gate=loop_config["gate"],
                     checkpoints=loop_config["checkpoints"], control=loop_config["control"],
@@ -46,44 +50,50 @@ def train_loop_per_worker(loop_config: dict) -> None:
         return
     if step == 0 and cfg.model.init_from and plan.has_val:
         worker.evaluate_before_training()
+    stream = stream or _batch_stream(cfg, first_epoch=step // plan.steps_per_epoch, epochs=plan.num_epochs)
     try:
-        _train_epochs(worker, step)
+        _train_epochs(worker, step, stream)
     finally:
+        stream.close()
         worker.control.leave(rank=worker.rank)  # the watchdog stops watching this rank
 
 
-def _train_epochs(worker: "Worker", step: int) -> None:
-    cfg, plan = worker.cfg, worker.plan
+def _batch_stream(cfg: ExperimentConfig, *, first_epoch: int, epochs: int) -> BatchStream:
+    """This rank's train shard from `first_epoch` on, as CPU tensors (pinned for a GPU, so the copy
+    overlaps the step). One batch holds one optimizer step's rows: fewer, larger conversions from Ray
+    Data than one per micro batch."""
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
     shard = ray.train.get_dataset_shard("train")
-    micro, accum = cfg.batch.micro_batch_per_worker, cfg.batch.grad_accumulation
+    rows = cfg.batch.micro_batch_per_worker * cfg.batch.grad_accumulation
 
     def open_epoch(epoch: int):
-        # One fetched batch holds one optimizer step's rows for this rank: fewer, larger conversions
-        # from Ray Data than one per micro batch.
-        return shard.iter_torch_batches(
-            batch_size=micro * accum, drop_last=True, device=worker.device,
-            local_shuffle_buffer_size=max(cfg.data.shuffle_buffer_rows, micro * accum),
-            local_shuffle_seed=cfg.train.seed + epoch * worker.world + worker.rank)
+        return shard.iter_torch_batches(batch_size=rows, drop_last=True, device="cpu", pin_memory=cfg.scaling.use_gpu,
+                                        local_shuffle_buffer_size=max(cfg.data.shuffle_buffer_rows, rows),
+                                        local_shuffle_seed=cfg.train.seed + epoch * world + rank)
 
-    first_epoch = step // plan.steps_per_epoch
-    stream = BatchStream(open_epoch, range(first_epoch, plan.num_epochs))
-    try:
-        for epoch in range(first_epoch, plan.num_epochs):
-            first = step - epoch * plan.steps_per_epoch  # steps of this epoch done before a resume
-            for index, (wait_s, batch) in enumerate(stream.next_epoch()):
-                # Skipped batches are still read: streaming_split feeds all ranks in lockstep.
-                if index < first or index >= plan.steps_per_epoch or step >= plan.total_steps:
-                    continue
-                worker.control.batch_ready(step + 1, rank=worker.rank)
-                for micro_batch in _split(batch, micro):
-                    worker.train_micro_step(micro_batch, wait_s=wait_s / accum)
-                step += 1
-                if worker.after_step(step) == STOP:
-                    return
-                if step == plan.total_steps:  # the rest of the epoch is only read, without steps to watch
-                    worker.control.leave(rank=worker.rank)
-    finally:
-        stream.close()
+    return BatchStream(open_epoch, range(first_epoch, epochs))
+
+
+def _train_epochs(worker: "Worker", step: int, stream: BatchStream) -> None:
+    plan, micro = worker.plan, worker.cfg.batch.micro_batch_per_worker
+    on_host = worker.device.type == "cpu"
+    for epoch in range(step // plan.steps_per_epoch, plan.num_epochs):
+        first = step - epoch * plan.steps_per_epoch  # steps of this epoch done before a resume
+        for index, (wait_s, batch) in enumerate(stream.next_epoch()):
+            # Skipped batches are still read: streaming_split feeds all ranks in lockstep.
+            if index < first or index >= plan.steps_per_epoch or step >= plan.total_steps:
+                continue
+            worker.control.batch_ready(step + 1, rank=worker.rank)
+            if not on_host:
+                batch = {name: values.to(worker.device, non_blocking=True) for name, values in batch.items()}
+            for micro_batch in _split(batch, micro):
+                worker.train_micro_step(micro_batch, wait_s=wait_s / worker.cfg.batch.grad_accumulation)
+            step += 1
+            if worker.after_step(step) == STOP:
+                return
+            if step == plan.total_steps:  # the rest of the epoch is only read, without steps to watch
+                worker.control.leave(rank=worker.rank)
 
 
 def _split(batch: dict, size: int):
@@ -199,12 +209,14 @@ class Worker:
                 if self.stopper and (stop or step == plan.total_steps):
                     row.update(self._finish_with_best(step, stopped=stop))
                 self._send(row)
+                self.rows_out.flush()
                 ranked = self._unranked(row) if requested and not plan.is_checkpoint(step) else row
                 report_checkpoint({**ranked, "rows": list(self.rows)}, saved, step=step)
             self.rows = []
         else:
             self._send(row)
             if report:
+                self.rows_out.flush()
                 ray.train.report({**row, "rows": list(self.rows)})
         self.meter.restart()
         if stop or requested:

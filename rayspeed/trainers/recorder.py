@@ -9,7 +9,7 @@ Train stay for epoch ends and checkpoints only (each is a barrier of all workers
 import queue as std_queue
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ray
 from ray.util.queue import Empty, Queue
@@ -25,12 +25,24 @@ POLL_S = 0.25
 
 @dataclass(frozen=True)
 class Channel:
-    """The workers' end: picklable, passed in the train loop config."""
+    """The workers' end: passed in the train loop config (only the queue is pickled)."""
 
     queue: Queue
+    _unconfirmed: list[ray.ObjectRef] = field(default_factory=list, repr=False)
+
+    def __reduce__(self):
+        return (Channel, (self.queue,))
 
     def send_rows(self, rows: list[dict]) -> None:
-        self.queue.put(("rows", rows))  # a round trip to the queue actor, once per logged step
+        """Without waiting for the queue actor: the other ranks would wait for rank 0 in the next
+        collective. The rows arrive in the order sent (one caller, one actor)."""
+        self._unconfirmed.append(self.queue.actor.put_nowait.remote(("rows", rows)))
+
+    def flush(self) -> None:
+        """Waits until the queue holds every row sent; before each report, so when the run ends
+        (its last report) the driver can read them all."""
+        ray.get(self._unconfirmed)
+        self._unconfirmed.clear()
 
     def send_event(self, event: dict) -> None:
         self.queue.put(("event", event))
@@ -40,6 +52,9 @@ class NullChannel:
     """What ranks other than 0 send rows to."""
 
     def send_rows(self, rows: list[dict]) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
 
