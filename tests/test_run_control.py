@@ -67,7 +67,7 @@ def test_a_stop_that_finds_no_step_within_the_grace_period_interrupts_the_run(ra
         while not received.is_set() and time.monotonic() < deadline:
             time.sleep(0.1)  # the handler runs in this (the main) thread between these sleeps
         assert received.is_set()
-        assert notes == ["stop requested: checkpointing after the next step (grace period 0.5 s)",
+        assert notes == ["stop requested: checkpointing within about 0.5 s of training (grace period 0.5 s)",
                          "no checkpoint within the grace period of 0.5 s (run.stop_grace_s): interrupting"]
     finally:
         control.close()

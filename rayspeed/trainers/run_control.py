@@ -165,7 +165,8 @@ class RunControl:
         if deadline is None and self._stop_requested.is_set():
             self._state.request_stop.remote()
             deadline = time.monotonic() + self._grace_s
-            self._note(f"stop requested: checkpointing after the next step (grace period {self._grace_s:g} s)")
+            self._note(f"stop requested: checkpointing within about {ASK_EVERY_S:g} s of training "
+                       f"(grace period {self._grace_s:g} s)")
         if deadline is not None and time.monotonic() > deadline:
             self._note(f"no checkpoint within the grace period of {self._grace_s:g} s (run.stop_grace_s): "
                        "interrupting")
