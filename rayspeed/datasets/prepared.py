@@ -89,12 +89,13 @@ def encode_splits(tagged: ray.data.Dataset, encode: Callable, *, preprocessing: 
 
 
 def _fits_the_store(rows: int, preprocessing: Preprocessing) -> bool:
-    """Whether `rows` model-ready rows take at most AUTO_CACHE_SHARE of the cluster's object store.
-    Streamed, every epoch reads and encodes the source again, and its first batch waits for a new
-    Ray Data execution (a tenth of a second or more: much of a short epoch)."""
+    """Whether `rows` model-ready rows take at most AUTO_CACHE_SHARE of the object store still free
+    (concurrent sweep trials each keep their own copy). Streamed, every epoch reads and encodes the
+    source again, and its first batch waits for a new Ray Data execution (a tenth of a second or
+    more: much of a short epoch)."""
     spec = InputSpec.of(preprocessing)
     row_bytes = math.prod(spec.feature_shape) * np.dtype(spec.feature_dtype).itemsize + ROW_EXTRA_BYTES
-    return rows * row_bytes <= AUTO_CACHE_SHARE * ray.cluster_resources().get("object_store_memory", 0)
+    return rows * row_bytes <= AUTO_CACHE_SHARE * ray.available_resources().get("object_store_memory", 0)
 
 
 @contextlib.contextmanager

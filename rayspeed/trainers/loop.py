@@ -41,21 +41,24 @@ def train_loop_per_worker(loop_config: dict) -> None:
     # the first batches (a new Ray Data execution, seconds on a busy machine) arrive meanwhile.
     fresh = ray.train.get_checkpoint() is None and loop_config["warm_start"] is None
     stream = _batch_stream(cfg, first_epoch=0, epochs=plan.num_epochs) if fresh else None
-    worker = Worker(cfg, plan, loop_config["input_spec"], channel=loop_config["channel"],
-                    artifacts=loop_config["artifacts"], gate=loop_config["gate"],
-                    checkpoints=loop_config["checkpoints"], control=loop_config["control"],
-                    initial_weights=loop_config["initial_weights"])
-    step = worker.restore(loop_config["warm_start"])
-    if worker.stopped_early:  # a resumed run that had already stopped
-        return
-    if step == 0 and cfg.model.init_from and plan.has_val:
-        worker.evaluate_before_training()
-    stream = stream or _batch_stream(cfg, first_epoch=step // plan.steps_per_epoch, epochs=plan.num_epochs)
     try:
-        _train_epochs(worker, step, stream)
+        worker = Worker(cfg, plan, loop_config["input_spec"], channel=loop_config["channel"],
+                        artifacts=loop_config["artifacts"], gate=loop_config["gate"],
+                        checkpoints=loop_config["checkpoints"], control=loop_config["control"],
+                        initial_weights=loop_config["initial_weights"])
+        step = worker.restore(loop_config["warm_start"])
+        if worker.stopped_early:  # a resumed run that had already stopped
+            return
+        if step == 0 and cfg.model.init_from and plan.has_val:
+            worker.evaluate_before_training()
+        stream = stream or _batch_stream(cfg, first_epoch=step // plan.steps_per_epoch, epochs=plan.num_epochs)
+        try:
+            _train_epochs(worker, step, stream)
+        finally:
+            worker.control.leave(rank=worker.rank)  # the watchdog stops watching this rank
     finally:
-        stream.close()
-        worker.control.leave(rank=worker.rank)  # the watchdog stops watching this rank
+        if stream is not None:
+            stream.close()
 
 
 def _batch_stream(cfg: ExperimentConfig, *, first_epoch: int, epochs: int) -> BatchStream:

@@ -28,14 +28,16 @@ class Channel:
     """The workers' end: passed in the train loop config (only the queue is pickled)."""
 
     queue: Queue
-    _unconfirmed: list[ray.ObjectRef] = field(default_factory=list, repr=False)
+    _unconfirmed: list[ray.ObjectRef] = field(default_factory=list, repr=False)  # at most one
 
     def __reduce__(self):
         return (Channel, (self.queue,))
 
     def send_rows(self, rows: list[dict]) -> None:
-        """Without waiting for the queue actor: the other ranks would wait for rank 0 in the next
-        collective. The rows arrive in the order sent (one caller, one actor)."""
+        """Without waiting for the queue actor (the other ranks would wait for rank 0 in the next
+        collective), but only once the previous rows are in: the queue's actor is async, so two
+        puts in flight could run out of order."""
+        self.flush()  # sent a logging interval ago: long confirmed
         self._unconfirmed.append(self.queue.actor.put_nowait.remote(("rows", rows)))
 
     def flush(self) -> None:
@@ -82,7 +84,8 @@ class RunRecorder:
         self._thread.start()
 
     def stop(self, *, drain: bool = True) -> None:
-        """Takes everything still queued (workers block on each put, so all of it is there), then stops.
+        """Takes everything still queued (workers confirm their rows before each report, so all of it
+        is there once the run ended), then stops.
         Without `drain` (the run was interrupted and its workers may still be sending) it stops after
         the row in hand.
 
