@@ -48,12 +48,11 @@ def compare(workload: Workload, *, rounds: int, work: Path) -> dict:
               f"{ours[-1].wall_s:.1f} s", flush=True)
     native_rate = median(run["samples_per_s"] for run in native)
     our_rate = median(training_rate(run.rows) for run in ours)
-    log_every = load_config(workload.config, list(workload.overrides)).tracking.log_every_n_steps
     return {
         "native_samples_per_s": native_rate, "rayspeed_samples_per_s": our_rate, "ratio": our_rate / native_rate,
         "native_wall_s": median(run["wall_s"] for run in native), "rayspeed_wall_s": median(run.wall_s for run in ours),
         "native_to_first_row_s": median(run["marks"]["first_window_end"] - run["started"] for run in native),
-        "rayspeed_to_first_row_s": median(run.seconds_to_row(log_every) for run in ours),
+        "rayspeed_to_first_row_s": median(run.seconds_to_row(workload.first_logged_step) for run in ours),
         "rayspeed_phases": {label: median(run.seconds_to_line(f"[rayspeed] {text}") for run in ours)
                             for label, text in PHASES},
         "cpu": {group: median(run.cpu.get(group, 0.0) for run in ours) for run in ours for group in run.cpu},
@@ -73,9 +72,8 @@ def attached(workload: Workload, *, rounds: int, work: Path) -> dict:
                       address=address) for index in range(rounds)]
     finally:
         subprocess.run([sys.executable, "-m", "rayspeed", "cluster", "down"], check=True, capture_output=True)
-    log_every = load_config(workload.config, list(workload.overrides)).tracking.log_every_n_steps
     return {"wall_s": median(run.wall_s for run in runs),
-            "to_first_row_s": median(run.seconds_to_row(log_every) for run in runs),
+            "to_first_row_s": median(run.seconds_to_row(workload.first_logged_step) for run in runs),
             "samples_per_s": median(training_rate(run.rows) for run in runs)}
 
 

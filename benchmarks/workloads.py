@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from harness import ROOT
 
+from rayspeed.config import load_config
+
 NO_AUGMENTATION = tuple(f"data.image.augment.{part}.probability=0" for part in ("flip", "rotation", "crop"))
 
 
@@ -16,6 +18,11 @@ class Workload:
     name: str
     config: str
     overrides: tuple[str, ...] = ()
+
+    @property
+    def first_logged_step(self) -> int:
+        """The step of its first metrics row: the end of the warm-up window."""
+        return load_config(self.config, list(self.overrides)).tracking.log_every_n_steps
 
 
 MLP = Workload("mlp", "digits MLP", str(ROOT / "examples" / "digits.yaml"))
