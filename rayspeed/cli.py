@@ -13,9 +13,9 @@ import yaml
 from rayspeed.cli_arguments import config_arguments
 from rayspeed.cli_cluster import add_cluster_parsers
 from rayspeed.cli_k8s import add_k8s_parser
-from rayspeed.cli_results import add_results_parsers
+from rayspeed.cli_results import add_results_parsers, warn
 from rayspeed.config import ExperimentConfig, load_config
-from rayspeed.config.preflight import check_wandb_server, importable_from, preflight
+from rayspeed.config.preflight import importable_from, preflight, wandb_mode
 from rayspeed.config.redact import redact
 from rayspeed.errors import ClusterError, ConfigError, DataError, RayspeedError, RunStopped, TrainingFailed
 
@@ -81,7 +81,7 @@ def _train(args) -> int:
     importable_from(working_dir)  # a model module next to the experiment file, as `python -m` allows
     checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
     cfg = checked.cfg
-    check_wandb_server(cfg.tracking, os.environ)
+    mode = wandb_mode(cfg.tracking, os.environ, say=warn)
     from rayspeed.runs.guard import claim_run
     from rayspeed.runs.storage import RunStorage
 
@@ -91,7 +91,8 @@ def _train(args) -> int:
     def train(terminal):
         terminal.say(start.message)
         return _fit_on_cluster(cfg, storage, start, terminal, address=args.address or os.environ.get("RAY_ADDRESS"),
-                               code_dir=checked.code_dir, code_excludes=checked.code_excludes, env=os.environ)
+                               code_dir=checked.code_dir, code_excludes=checked.code_excludes, env=os.environ,
+                               wandb_mode=mode)
 
     # Found once Ray had read the data (a model that cannot be built, a split too small), or a cluster
     # that cannot be joined: a new run that never trained gives its name back, so a retry can use it.
@@ -124,7 +125,7 @@ def _in_run_log(storage, start, *, work, verbose: bool, give_back: tuple[type, .
 
 
 def _fit_on_cluster(cfg, storage, start, terminal, *, address: str | None, code_dir: str | None,
-                    code_excludes: list[str], env: Mapping[str, str]):
+                    code_excludes: list[str], env: Mapping[str, str], wandb_mode: str):
     """Imports Ray and torch only here, once the config is valid and the run is claimed."""
     from rayspeed.cluster.connection import connect
     from rayspeed.runs.progress import ProgressDisplay
@@ -135,7 +136,7 @@ def _fit_on_cluster(cfg, storage, start, terminal, *, address: str | None, code_
         stop_requested = threading.Event()
         signal.signal(signal.SIGTERM, _stop_gracefully(stop_requested))  # after ray.init, which installs its own
         terminal.say(f"cluster: {where}")
-        return fit(cfg, storage=storage, start=start, wandb_mode=cfg.tracking.mode_in(env),
+        return fit(cfg, storage=storage, start=start, wandb_mode=wandb_mode,
                    observers=[ProgressDisplay(terminal)], stop_requested=stop_requested)
 
 
@@ -145,8 +146,8 @@ def _tune(args) -> int:
     importable_from(working_dir)
     checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
     cfg = checked.cfg
-    check_wandb_server(cfg.tracking, os.environ)
     cfg.require_tune(source=args.config, verb="rayspeed tune")
+    mode = wandb_mode(cfg.tracking, os.environ, say=warn)
     from rayspeed.runs.guard import claim_run
     from rayspeed.runs.layout import TUNER_STATE
     from rayspeed.runs.storage import RunStorage
@@ -156,7 +157,7 @@ def _tune(args) -> int:
 
     def tune(terminal):
         return _sweep_on_cluster(cfg, storage, start, terminal, args=args, code_dir=checked.code_dir,
-                                 code_excludes=checked.code_excludes, env=os.environ)
+                                 code_excludes=checked.code_excludes, env=os.environ, wandb_mode=mode)
 
     # Refused before Tune started (the cluster cannot hold one trial): a new sweep gives its name back.
     return _in_run_log(storage, start, work=tune, verbose=args.verbose, give_back=(ClusterError,),
@@ -164,7 +165,7 @@ def _tune(args) -> int:
 
 
 def _sweep_on_cluster(cfg, storage, start, terminal, *, args, code_dir: str | None, code_excludes: list[str],
-                      env: Mapping[str, str]):
+                      env: Mapping[str, str], wandb_mode: str):
     from rayspeed.cluster.connection import connect
     from rayspeed.tuning.driver import embedded_cpus, sweep
 
@@ -173,7 +174,7 @@ def _sweep_on_cluster(cfg, storage, start, terminal, *, args, code_dir: str | No
                  embedded_cpus=embedded_cpus(cfg), storage_path=cfg.run.storage_path) as where:
         signal.signal(signal.SIGTERM, _stop)
         terminal.say(f"cluster: {where}")
-        return sweep(cfg, storage=storage, resuming=start.resuming, wandb_mode=cfg.tracking.mode_in(env),
+        return sweep(cfg, storage=storage, resuming=start.resuming, wandb_mode=wandb_mode,
                      wandb_env={key: env[key] for key in WANDB_ENV if key in env}, terminal=terminal,
                      retry_errored=args.retry_errored, where=where)
 

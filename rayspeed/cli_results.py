@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from rayspeed.config.load import apply_overrides
-from rayspeed.config.preflight import importable_from, preflight
-from rayspeed.config.saved import read_saved_config, read_saved_model
-from rayspeed.errors import RunStateError
+from rayspeed.config.preflight import importable_from, preflight, wandb_mode
+from rayspeed.config.saved import read_saved_config, read_saved_model, read_saved_tracking
+from rayspeed.errors import ConfigError, RunStateError
 from rayspeed.runs.layout import CONFIG_FILE
 from rayspeed.runs.storage import RunStorage
 
@@ -20,6 +20,8 @@ def add_results_parsers(verbs: argparse._SubParsersAction) -> None:
     export.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory (a path or a URI such as s3://b/runs/x)")
     export.add_argument("--out", required=True, type=Path, help="a new (or empty) directory for the export")
     _checkpoint_argument(export)
+    export.add_argument("--registry", metavar="PATH", help="also link the W&B model artifact into W&B's registry, "
+                                                            "e.g. wandb-registry-model/digits (W&B online only)")
     export.set_defaults(command=_export)
     evaluate = verbs.add_parser("evaluate", help="measure a checkpoint on a split of the run's data (on Ray): "
                                                  "metrics.json and predictions.parquet under RUN_DIR/evaluation/")
@@ -66,14 +68,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     # The run's own weights are evaluated: where its initial ones came from no longer matters.
     checked = preflight(apply_overrides(saved, {"model.init_from": None, "model.freeze": []}), working_dir=working_dir)
     cfg = checked.cfg
-    checkpoint = checkpoint_name(storage, args.checkpoint, warn=_warn)  # before Ray starts
+    checkpoint = checkpoint_name(storage, args.checkpoint, warn=warn)  # before Ray starts
     log_path = run_log_path(storage)  # the run's log (a local copy for a run in object storage)
     with capture_output(log_path, verbose=args.verbose) as terminal:
+        mode = wandb_mode(cfg.tracking, os.environ, say=terminal.say)
         with connect(cfg.scaling, address=args.address or os.environ.get("RAY_ADDRESS"), env=os.environ,
                      code_dir=checked.code_dir, code_excludes=checked.code_excludes) as where:
             terminal.say(f"evaluating {checkpoint} of {storage.display()} on its {args.split} split, {where}")
             evaluation = evaluate_checkpoint(cfg, storage, split=args.split, which=checkpoint,
-                                             wandb_mode=cfg.tracking.mode_in(os.environ), warn=terminal.say)
+                                             wandb_mode=mode, warn=terminal.say)
         for line in describe_scores(evaluation.scores):
             terminal.say(line)
         terminal.say(f"written to {evaluation.directory}")
@@ -102,13 +105,26 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    """Reads the run's saved config (its model section and ZeRO stage) and writes the export."""
+    """Reads the run's saved config (its model section and ZeRO stage) and writes the export, then
+    logs it to the run's W&B run (unless W&B is disabled)."""
     from rayspeed.trainers.export import export_checkpoint
+    from rayspeed.trainers.model_artifact import log_export
 
     storage = RunStorage.at(args.run_dir)
-    model, zero_stage = read_saved_model(_saved_text(storage), source=storage.display(CONFIG_FILE))
-    source = export_checkpoint(model, storage, zero_stage=zero_stage, which=args.checkpoint, out=args.out, warn=_warn)
+    saved = _saved_text(storage)
+    model, zero_stage = read_saved_model(saved, source=storage.display(CONFIG_FILE))
+    tracking = read_saved_tracking(saved, source=storage.display(CONFIG_FILE))
+    mode = wandb_mode(tracking, os.environ, say=warn)
+    if args.registry and mode != "online":
+        raise ConfigError(f"--registry {args.registry}: linking into W&B's registry needs W&B online, but the run's "
+                          f"W&B mode is {mode} (tracking.mode, WANDB_MODE): link it from W&B after `wandb sync`")
+    exported = export_checkpoint(model, storage, zero_stage=zero_stage, which=args.checkpoint, out=args.out, warn=warn)
+    source = exported.source
     print(f"exported {source['checkpoint']} (step {source['step']}) of {source['run']} to {args.out}")
+    where = log_export(tracking, storage, out=args.out, source=source, input_spec=exported.input_spec, mode=mode,
+                       registry=args.registry)
+    if where:
+        print(f"logged as a W&B model artifact{f' linked to {args.registry}' if args.registry else ''}: {where}")
     return 0
 
 
@@ -124,7 +140,7 @@ def _saved_text(storage: RunStorage) -> str:
     return saved
 
 
-def _warn(line: str) -> None:
+def warn(line: str) -> None:
     print(f"rayspeed: {line}", file=sys.stderr)
 
 

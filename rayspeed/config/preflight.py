@@ -11,7 +11,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,25 +51,44 @@ def preflight(cfg: ExperimentConfig, *, working_dir: str) -> Preflight:
     return Preflight(cfg=cfg, code_dir=code_dir, code_excludes=[path for path in inside if path])
 
 
-def check_wandb_server(tracking: TrackingConfig, env: Mapping[str, str]) -> None:
-    """Online W&B: its server must answer (any HTTP answer) within seconds, before any Ray work; a dead
-    one would otherwise end the run after start-up, in Ray Train's controller.
+def wandb_mode(tracking: TrackingConfig, env: Mapping[str, str], *, say: Callable[[str], None]) -> str:
+    """The W&B mode the run uses, decided before any Ray work. Online, the server must answer (any HTTP
+    answer) within seconds: a dead one would otherwise end the run after start-up, in Ray Train's
+    controller. `auto` that resolved to online records offline instead, and says so.
 
     Raises:
-        ConfigError: naming the URL and where it came from.
+        ConfigError: `online` (or WANDB_MODE=online) and no server answers, naming its URL; W&B
+            disabled by WANDB_MODE while the config asks for checkpoint artifacts.
     """
-    if tracking.mode_in(env) != "online":
-        return
+    mode = tracking.mode_in(env)
+    if mode == "disabled" and "log_checkpoints" in tracking.model_fields_set and tracking.log_checkpoints != "none":
+        raise ConfigError(f"tracking.log_checkpoints: {tracking.log_checkpoints} logs checkpoints to W&B, but "
+                          "WANDB_MODE=disabled turns W&B off: unset it or set tracking.log_checkpoints: none")
+    if mode != "online":
+        return mode
     url = env.get("WANDB_BASE_URL") or WANDB_DEFAULT_URL
+    problem = _unanswered(url)
+    if problem is None:
+        return mode
+    where = "WANDB_BASE_URL" if env.get("WANDB_BASE_URL") else "W&B's default; set WANDB_BASE_URL for your server"
+    if tracking.mode == "auto" and env.get("WANDB_MODE") != "online":
+        say(f"the W&B server at {url} ({where}) does not answer ({problem}): tracking.mode auto records this run "
+            "offline; upload it later with `wandb sync`")
+        return "offline"
+    raise ConfigError(f"tracking.mode: online, but the W&B server at {url} ({where}) does not answer: {problem}. "
+                      "Set tracking.mode: offline (or WANDB_MODE=offline) to record the run locally and "
+                      "`wandb sync` it later")
+
+
+def _unanswered(url: str) -> str | None:
+    """Why the server at `url` gave no HTTP answer within WANDB_PROBE_S, or None when it answered."""
     try:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=WANDB_PROBE_S).close()
     except urllib.error.HTTPError:
-        return  # it answered
+        return None  # it answered
     except (OSError, ValueError) as error:  # URLError is an OSError
-        where = "WANDB_BASE_URL" if env.get("WANDB_BASE_URL") else "W&B's default; set WANDB_BASE_URL for your server"
-        raise ConfigError(f"tracking.mode: online, but the W&B server at {url} ({where}) does not answer: "
-                          f"{getattr(error, 'reason', error)}. Set tracking.mode: offline (or WANDB_MODE=offline) "
-                          "to record the run locally and `wandb sync` it later") from None
+        return str(getattr(error, "reason", error))
+    return None
 
 
 def path_inside(path: str, directory: str) -> str | None:

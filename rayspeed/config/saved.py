@@ -10,6 +10,7 @@ from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.load import validate
 from rayspeed.config.model import ModelConfig
 from rayspeed.config.redact import REDACTED
+from rayspeed.config.tracking import TrackingConfig
 from rayspeed.errors import ConfigError
 
 # Sections a run's results never depend on, whose redacted values (Secret names) would not validate.
@@ -45,6 +46,18 @@ def read_saved_model(text: str, *, source: str) -> tuple[ModelConfig, int]:
         return TypeAdapter(ModelConfig).validate_python(raw["model"]), int(raw["train"]["zero_stage"])
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"{source}: not the config of this rayspeed: {error}") from None
+
+
+def read_saved_tracking(text: str, *, source: str) -> TrackingConfig:
+    """Only the `tracking` section: where `export` logs the model it wrote.
+
+    Raises:
+        ConfigError: the section is not this rayspeed's.
+    """
+    try:
+        return TrackingConfig.model_validate(_sections(text, source=source).get("tracking") or {})
+    except ValueError as error:
+        raise ConfigError(f"{source}: tracking: not the config of this rayspeed: {error}") from None
 
 
 def _sections(text: str, *, source: str) -> dict:

@@ -22,6 +22,7 @@ class RunSummary:
     best_metrics: dict
     files: list[str]
     baselines: dict  # what the data alone predicts, e.g. `val_perplexity_unigram`
+    wandb: str = ""  # the W&B run's page, or its offline directory
 
     def lines(self) -> list[str]:
         lines = [f"run: {self.run_dir} ({self.steps} steps)", f"final: {shown(self.final)}"]
@@ -38,6 +39,8 @@ class RunSummary:
         if self.best_checkpoint:
             lines.append(f"best checkpoint: {self.best_checkpoint} ({shown(self.best_metrics)})")
         lines += [f"wrote: {name}" for name in self.files]
+        if self.wandb:
+            lines.append(f"W&B: {self.wandb}")
         return lines
 
 
@@ -47,11 +50,12 @@ def shown(metrics: dict) -> str:
 
 
 def summarize(storage: RunStorage, *, best_checkpoint: str | None, best_metrics: dict, classes: list,
-              baselines: dict | None = None) -> RunSummary:
+              baselines: dict | None = None, wandb: str = "") -> RunSummary:
     """Writes summary.json and the plots into the run directory, and returns the summary.
 
     Args:
         baselines: `<metric>_<how>` -> the value the data alone reaches (printed beside the metric).
+        wandb: where the run's W&B run is (its page, or its offline directory).
     """
     rows = read_metrics(storage)
     final = scalars_of(rows[-1]) if rows else {}
@@ -67,7 +71,7 @@ def summarize(storage: RunStorage, *, best_checkpoint: str | None, best_metrics:
     files.append(storage.display(LOG_FILE))
     summary = RunSummary(run_dir=storage.display(), steps=final.get("step", 0), final=final,
                          best_checkpoint=best_checkpoint, best_metrics=scalars_of(best_metrics), files=files,
-                         baselines=baselines or {})
+                         baselines=baselines or {}, wandb=wandb)
     storage.write(json.dumps(asdict(summary), indent=2), SUMMARY_FILE)
     return summary
 

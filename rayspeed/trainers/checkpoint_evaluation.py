@@ -23,6 +23,7 @@ from rayspeed.trainers.export import consolidate_checkpoint
 from rayspeed.trainers.inference import class_names, prediction_columns, predictions
 from rayspeed.trainers.scores import classification_scores, language_model_scores, regression_scores
 from rayspeed.trainers.tracking import WandbSink, run_wandb_settings
+from rayspeed.trainers.wandb_media import classification_media
 
 METRICS_NAME, PREDICTIONS_NAME = "metrics.json", "predictions.parquet"
 
@@ -94,7 +95,8 @@ def _labels(rows: dict[str, np.ndarray], fitted: Preprocessing) -> np.ndarray:
 
 
 def _to_wandb(cfg: ExperimentConfig, storage: RunStorage, scores: dict, *, mode: str) -> None:
-    """The scalar scores in the run's own W&B run's summary, as `evaluate/<split>/<name>`."""
+    """The scores in the run's own W&B run: scalars in its summary as `evaluate/<split>/<name>`, and a
+    classification's confusion chart and per-class table on a step after the run's last."""
     identity = storage.read_text(IDENTITY_FILE)
     if mode == "disabled" or identity is None:
         return
@@ -104,7 +106,12 @@ def _to_wandb(cfg: ExperimentConfig, storage: RunStorage, scores: dict, *, mode:
     summary |= {f"evaluate/{split}/{name}/{metric}": value for name, per_class in scores.get("per_class", {}).items()
                 for metric, value in per_class.items()}
     summary[f"evaluate/{split}/checkpoint"] = scores["checkpoint"]
-    sink = WandbSink(run_wandb_settings(cfg, storage, run_id=json.loads(identity)["wandb_run_id"], mode=mode,
+    sink = WandbSink(run_wandb_settings(cfg.tracking, storage, run_id=json.loads(identity)["wandb_run_id"], mode=mode,
                                         config={}, summary=summary))
     sink.start()
-    sink.finish()
+    try:
+        if "confusion" in scores:
+            sink.log_media(classification_media(f"evaluate/{split}", scores["confusion"], scores["classes"],
+                                                per_class=scores["per_class"]), after_last=True)
+    finally:
+        sink.finish()

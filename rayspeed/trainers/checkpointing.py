@@ -54,13 +54,25 @@ def saved_checkpoint(engine, *, step: int, rank: int, world: int, state: dict, a
         yield ray.train.Checkpoint.from_directory(tmp)
 
 
-def report_checkpoint(metrics: dict, checkpoint: ray.train.Checkpoint, *, step: int) -> None:
+def report_checkpoint(metrics: dict, checkpoint: ray.train.Checkpoint, *, step: int) -> list[tuple[str, dict]]:
     """Reports the checkpoint and waits until Ray Train has committed it (listed in its snapshot): a
     failure from here on restarts from this checkpoint, so at most one checkpoint interval is redone.
     Without the wait, Ray's controller learns of it at its next poll of the workers, and a failure
-    before that restarts from the one before."""
+    before that restarts from the one before.
+
+    Returns:
+        The checkpoints Ray keeps now (`checkpoint.keep`), worst first: each one's path and numeric
+        metrics.
+    """
     ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=checkpoint_dir_name(step))
-    ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+    kept = ray.train.get_all_reported_checkpoints(consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
+    return [(reported.checkpoint.path, numbers(reported.metrics)) for reported in kept]
+
+
+def numbers(metrics: dict) -> dict:
+    """The numeric metrics of a report (not its carried rows, confusion matrices or flags)."""
+    return {key: value for key, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
 def load_weights(engine, checkpoint: ray.train.Checkpoint) -> None:

@@ -9,7 +9,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ray.train
@@ -23,8 +23,10 @@ from rayspeed.errors import RunStopped, TrainingFailed
 from rayspeed.runs.checkpoint_recovery import set_aside_damaged
 from rayspeed.runs.guard import RunStart
 from rayspeed.runs.layout import (
+    CONFUSION_MATRIX_FILE,
     DATA_REPORT_FILE,
     INPUT_SPEC_FILE,
+    LOSS_CURVES_FILE,
     PREPROCESSING_FILE,
     RAY_SNAPSHOT,
     WARM_START_DIR,
@@ -33,7 +35,7 @@ from rayspeed.runs.metrics_log import MetricsLog
 from rayspeed.runs.progress import RunObserver
 from rayspeed.runs.storage import RunStorage
 from rayspeed.runs.summary import RunSummary, summarize
-from rayspeed.trainers.checkpointing import rank0_artifacts
+from rayspeed.trainers.checkpointing import numbers, rank0_artifacts
 from rayspeed.trainers.gate import EpochGate
 from rayspeed.trainers.ingest import ingest_config, place_data_tasks
 from rayspeed.trainers.loop import train_loop_per_worker
@@ -43,6 +45,7 @@ from rayspeed.trainers.recorder import RunRecorder
 from rayspeed.trainers.run_control import RunControl
 from rayspeed.trainers.tracking import NullSink, WandbSink, data_summary, run_wandb_settings
 from rayspeed.trainers.transfer import planned_adoption, read_initial_weights
+from rayspeed.trainers.wandb_media import classification_media, figures
 
 # How often Ray Train's controller polls the workers (Ray's default: 2 s), so also how long a reported
 # checkpoint waits to be committed (report_checkpoint waits for it).
@@ -103,6 +106,8 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     sink = _wandb_sink(cfg, storage, run_id=start.wandb_run_id, mode=wandb_mode, labels=wandb_labels or {},
                        data_report=prepared.report())
     sink.start()
+    if sink.where:
+        notes(f"W&B: {sink.where}")
     sink.log(metrics.rows)  # a resumed run: what a killed driver's W&B may have lost (see tracking)
     recorder = RunRecorder(metrics, sink, plan, world=cfg.scaling.num_workers, observers=list(observers))
     control = RunControl(stop_requested=stop_requested, grace_s=cfg.run.stop_grace_s,
@@ -121,17 +126,50 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         raise  # hide this one
     control.close()
     recorder.stop()
-    if recorder.wandb_failed:  # its service may have had the SIGTERM too
-        _close_quietly(sink.finish)
-    else:
-        sink.finish()
     last = result.metrics or {}  # the workers' last report: the stop checkpoint's
     if last.get("stop_requested") and not last.get("done"):
+        _finish_wandb(sink, failed=recorder.wandb_failed, kept=_kept_checkpoints(result), media=dict)
         raise RunStopped(f"the run stopped after a checkpoint at step {last['step']} of {plan.total_steps}: "
                          "continue it with --resume")
     best, best_metrics = _best_checkpoint(cfg, result, storage)
-    return summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
-                     baselines=prepared.baselines)
+    summary = summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
+                        baselines=prepared.baselines, wandb=sink.where)
+    _finish_wandb(sink, failed=recorder.wandb_failed, kept=_kept_checkpoints(result),
+                  media=lambda: _run_media(storage, metrics.rows, classes=spec.classes) if sink.where else {})
+    return summary
+
+
+def _finish_wandb(sink, *, failed: bool, kept: list[tuple[str, dict]], media: Callable[[], dict]) -> None:
+    """The checkpoints the run keeps that W&B lacks (a rank 0 lost before it told the driver) and the
+    run's results, then the W&B run closed. A W&B that failed is only closed: its service may have had
+    the SIGTERM too. W&B's errors here go to the run log: the run itself succeeded."""
+    if not failed:
+        try:
+            sink.log_checkpoints(kept)
+            sink.log_media(media(), after_last=False)
+        except Exception as error:
+            print(f"[rayspeed] W&B did not take the run's checkpoints or results ({error!r})", flush=True)
+        else:
+            sink.finish()
+            return
+    _close_quietly(sink.finish)
+
+
+def _kept_checkpoints(result) -> list[tuple[str, dict]]:
+    """The checkpoints Ray keeps, worst first (its best ones, and the latest when it is not among them)."""
+    kept = [(checkpoint.path, numbers(metrics)) for checkpoint, metrics in result.best_checkpoints or []]
+    if result.checkpoint is not None and all(path != result.checkpoint.path for path, _ in kept):
+        kept.insert(0, (result.checkpoint.path, numbers(result.metrics or {})))
+    return kept
+
+
+def _run_media(storage: RunStorage, rows: list[dict], *, classes: list) -> dict:
+    """The test split's confusion chart and per-class table (classification), and the summary's figures."""
+    media = figures(storage, [LOSS_CURVES_FILE, CONFUSION_MATRIX_FILE])
+    confusion = rows[-1].get("test_confusion") if rows else None
+    if confusion:
+        media |= classification_media("test", confusion, classes)
+    return media
 
 
 def _run(trainer, *, max_failures: int):
@@ -268,6 +306,6 @@ def _wandb_sink(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode
                 data_report: dict):
     if mode == "disabled":
         return NullSink()
-    return WandbSink(run_wandb_settings(cfg, storage, run_id=run_id, mode=mode,
+    return WandbSink(run_wandb_settings(cfg.tracking, storage, run_id=run_id, mode=mode,
                                         config={**redact(cfg.resolved_dict()), **labels},
-                                        summary=data_summary(data_report)))
+                                        summary=data_summary(data_report), score_metric=cfg.checkpoint.score_metric))

@@ -19,7 +19,14 @@ from torch import nn
 from rayspeed.config.model import ModelConfig
 from rayspeed.errors import RunStateError
 from rayspeed.runs.checkpoint_manifest import verify
-from rayspeed.runs.layout import DEEPSPEED_TAG, PREPROCESSING_FILE, RAY_SNAPSHOT, SUMMARY_FILE, TRAIN_STATE
+from rayspeed.runs.layout import (
+    DEEPSPEED_TAG,
+    INPUT_SPEC_FILE,
+    PREPROCESSING_FILE,
+    RAY_SNAPSHOT,
+    SUMMARY_FILE,
+    TRAIN_STATE,
+)
 from rayspeed.runs.storage import RunStorage
 from rayspeed.trainers.exported import MODEL_FILE, WEIGHTS_FILE, exported_model
 
@@ -32,6 +39,7 @@ class Consolidated:
 
     model: nn.Module
     preprocessing: dict  # the fitted preprocessing, as saved with the checkpoint
+    input_spec: dict  # what the model takes and gives, as saved with the checkpoint
     source: dict  # run, checkpoint and step
 
 
@@ -53,17 +61,18 @@ def consolidate_checkpoint(model_config: ModelConfig, storage: RunStorage, *, ze
         elif found:
             raise RunStateError(f"checkpoint {storage.display(name)} is damaged: {'; '.join(found[:3])}")
         preprocessing = json.loads((checkpoint / PREPROCESSING_FILE).read_text())
+        input_spec = json.loads((checkpoint / INPUT_SPEC_FILE).read_text())
         model = exported_model(model_config, preprocessing)
         model.load_state_dict(_fp32_state_dict(checkpoint, zero_stage=zero_stage), strict=True)
         step = json.loads((checkpoint / TRAIN_STATE).read_text())["step"]
-    return Consolidated(model=model.eval(), preprocessing=preprocessing,
+    return Consolidated(model=model.eval(), preprocessing=preprocessing, input_spec=input_spec,
                         source={"run": storage.display(), "checkpoint": name, "step": step})
 
 
 def export_checkpoint(model_config: ModelConfig, storage: RunStorage, *, zero_stage: int, which: str, out: Path,
-                      warn: Callable[[str], None]) -> dict:
+                      warn: Callable[[str], None]) -> Consolidated:
     """Writes the export of checkpoint `which` into `out`, which must not exist or be empty; a failed
-    export leaves no `out` behind. Returns what model.json says of its source.
+    export leaves no `out` behind. Returns the checkpoint it wrote.
 
     Raises:
         RunStateError: no such checkpoint, a damaged one, or `out` holds files.
@@ -78,11 +87,12 @@ def export_checkpoint(model_config: ModelConfig, storage: RunStorage, *, zero_st
         (out / MODEL_FILE).write_text(json.dumps({"model": model_config.model_dump(mode="json"),
                                                   "source": consolidated.source}, indent=2))
         (out / PREPROCESSING_FILE).write_text(json.dumps(consolidated.preprocessing, indent=2))
+        (out / INPUT_SPEC_FILE).write_text(json.dumps(consolidated.input_spec, indent=2))
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    return consolidated.source
+    return consolidated
 
 
 def checkpoint_name(storage: RunStorage, which: str, *, warn: Callable[[str], None]) -> str:

@@ -1,6 +1,7 @@
 """An exported model (`rayspeed export`): the weights as one fp32 safetensors file, the model section
-that builds the network, and the fitted preprocessing that turns raw rows into its inputs. Loading it
-needs torch and safetensors only: no Ray, no DeepSpeed.
+that builds the network, and the fitted preprocessing that turns raw rows into its inputs (beside
+them, input_spec.json describes those inputs for people). Loading it needs torch and safetensors
+only: no Ray, no DeepSpeed.
 
     from rayspeed.trainers.exported import load_exported
     from rayspeed.datasets.encoding import model_rows

@@ -214,7 +214,9 @@ class Worker:
                 self._send(row)
                 self.rows_out.flush()
                 ranked = self._unranked(row) if requested and not plan.is_checkpoint(step) else row
-                report_checkpoint({**ranked, "rows": list(self.rows)}, saved, step=step)
+                kept = report_checkpoint({**ranked, "rows": list(self.rows)}, saved, step=step)
+                if self.rank == 0:
+                    self.channel.send_checkpoints(kept)
             self.rows = []
         else:
             self._send(row)

@@ -49,6 +49,10 @@ class Channel:
     def send_event(self, event: dict) -> None:
         self.queue.put(("event", event))
 
+    def send_checkpoints(self, kept: list[tuple[str, dict]]) -> None:
+        """The checkpoints Ray keeps once it committed a new one (for W&B's checkpoint artifacts)."""
+        self.queue.put(("checkpoints", kept))
+
 
 class NullChannel:
     """What ranks other than 0 send rows to."""
@@ -121,6 +125,8 @@ class RunRecorder:
                 continue
             if kind == "rows":
                 self._commit(payload)
+            elif kind == "checkpoints":
+                self._to_wandb(self._sink.log_checkpoints, payload)
             else:
                 self._on_event(payload)
 
@@ -132,7 +138,7 @@ class RunRecorder:
             for observer in self._observers:
                 observer.on_note(gap)
         new = self._metrics.append(rows)
-        self._log_to_wandb(new)
+        self._to_wandb(self._sink.log, new)
         for row in new:
             step = row["step"]
             for observer in self._observers:
@@ -140,16 +146,16 @@ class RunRecorder:
                 observer.on_row(row, epoch_end=step == 0 or self._plan.is_epoch_end(step),
                                 checkpoint=self._plan.is_checkpoint(step))
 
-    def _log_to_wandb(self, rows: list[dict]) -> None:
-        """W&B follows metrics.jsonl as long as it can: when it fails (its service had the SIGTERM sent to
-        the driver's process group, a network error) the file goes on; W&B gets every row after the last
-        it took at the next commit, or from a resumed run."""
+    def _to_wandb(self, log, payload) -> None:
+        """W&B follows metrics.jsonl and the checkpoints as long as it can: when it fails (its service had
+        the SIGTERM sent to the driver's process group, a network error) the run goes on; W&B gets every
+        row after the last it took, and the checkpoints it lacks, at the next commit or from a resumed run."""
         try:
-            self._sink.log(rows)
+            log(payload)
         except Exception as error:
             if not self.wandb_failed:
-                print(f"[rayspeed] W&B did not take the rows after step {self._sink.logged_step} ({error!r}); "
-                      "metrics.jsonl keeps them, and they are sent again", flush=True)
+                print(f"[rayspeed] W&B did not take the rows after step {self._sink.logged_step} or a checkpoint "
+                      f"({error!r}); the run directory keeps them, and they are sent again", flush=True)
             self.wandb_failed = True
 
     def _gap(self, rows: list[dict]) -> str | None:

@@ -15,22 +15,34 @@ def classification_scores(labels: np.ndarray, probabilities: np.ndarray, classes
     when the split holds a single class."""
     indices = list(range(len(classes)))
     predicted = probabilities.argmax(axis=1)
-    precision, recall, f1, support = metrics.precision_recall_fscore_support(
-        labels, predicted, labels=indices, zero_division=0)
+    per_class = per_class_scores(labels, predicted, classes)
     return {
         "rows": int(len(labels)),
         "accuracy": float(metrics.accuracy_score(labels, predicted)),
-        "precision_macro": float(precision.mean()),
-        "recall_macro": float(recall.mean()),
-        "f1_macro": float(f1.mean()),
+        "precision_macro": float(np.mean([scores["precision"] for scores in per_class.values()])),
+        "recall_macro": float(np.mean([scores["recall"] for scores in per_class.values()])),
+        "f1_macro": float(np.mean([scores["f1"] for scores in per_class.values()])),
         "roc_auc": _roc_auc(labels, probabilities, indices),
         "loss": float(metrics.log_loss(labels, probabilities, labels=indices)),
-        "per_class": {str(name): {"precision": float(precision[i]), "recall": float(recall[i]),
-                                  "f1": float(f1[i]), "support": int(support[i])}
-                      for i, name in enumerate(classes)},
+        "per_class": per_class,
         "confusion": metrics.confusion_matrix(labels, predicted, labels=indices).tolist(),
         "classes": [str(name) for name in classes],
     }
+
+
+def per_class_scores(labels: np.ndarray, predicted: np.ndarray, classes: list) -> dict[str, dict]:
+    """Precision, recall, F1 and support of each class (class indices in, class names out)."""
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        labels, predicted, labels=list(range(len(classes))), zero_division=0)
+    return {str(name): {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                        "support": int(support[i])} for i, name in enumerate(classes)}
+
+
+def confusion_pairs(confusion: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The (actual, predicted) class indices a confusion matrix counts, one pair per row."""
+    counts = np.asarray(confusion, dtype=np.int64)
+    actual, predicted = np.indices(counts.shape)
+    return np.repeat(actual.ravel(), counts.ravel()), np.repeat(predicted.ravel(), counts.ravel())
 
 
 def _roc_auc(labels: np.ndarray, probabilities: np.ndarray, indices: list[int]) -> float | None:

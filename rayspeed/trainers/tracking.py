@@ -1,5 +1,6 @@
 """Weights & Biases, from the driver process only: one W&B run per training run, rows logged at the
-optimizer step as the driver commits them.
+optimizer step as the driver commits them, checkpoints as artifacts once Ray committed them
+(`checkpoint_artifacts`), results as media at the end.
 
 Exactly once: the driver commits a row to metrics.jsonl first, then hands it to W&B. A restarted
 worker group repeats steps the driver already has, and the driver drops them. A killed driver may
@@ -12,10 +13,18 @@ workers and the Train controller never need it.
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.config.tracking import TrackingConfig
 from rayspeed.runs.layout import local_run_dir
 from rayspeed.runs.storage import RunStorage
 from rayspeed.trainers import wandb_records
+from rayspeed.trainers.checkpoint_artifacts import (
+    CheckpointCollection,
+    checkpoint_artifact,
+    checkpoints_to_log,
+    collection_name,
+    logged_names,
+    ranked_checkpoints,
+)
 
 
 @dataclass(frozen=True)
@@ -31,24 +40,30 @@ class WandbSettings:
     dir: str
     config: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)  # flat `data/...` counts, set once in the run's summary
+    log_checkpoints: str = "none"  # tracking.log_checkpoints
+    job_type: str | None = None  # `sweep` for a sweep's own run beside its trials
+    checkpoints: CheckpointCollection | None = None
 
 
-def run_wandb_settings(cfg: ExperimentConfig, storage: RunStorage, *, run_id: str, mode: str, config: dict,
-                       summary: dict) -> WandbSettings:
+def run_wandb_settings(tracking: TrackingConfig, storage: RunStorage, *, run_id: str, mode: str, config: dict,
+                       summary: dict, score_metric: str | None = None, job_type: str | None = None) -> WandbSettings:
     """The settings of a run's one W&B run, for its training and for what is measured of it later."""
-    tracking = cfg.tracking
     # wandb.init(dir=D) writes into D/wandb/: the run directory's `wandb/` when storage is local.
-    directory = storage.path if storage.is_local() else str(local_run_dir(cfg.run.name))
+    directory = storage.path if storage.is_local() else str(local_run_dir(storage.name))
+    checkpoints = CheckpointCollection(name=collection_name(storage.name, run_id), score_metric=score_metric,
+                                       storage=storage)
     return WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
-                         run_id=run_id, name=cfg.run.name, dir=directory, config=config, summary=summary)
+                         run_id=run_id, name=storage.name, dir=directory, config=config, summary=summary,
+                         log_checkpoints=tracking.log_checkpoints, checkpoints=checkpoints, job_type=job_type)
 
 
 class WandbSink:
-    """Logs committed rows to one W&B run and remembers how far it got."""
+    """Logs committed rows, checkpoints and media to one W&B run and remembers how far it got."""
 
     def __init__(self, settings: WandbSettings):
         self._settings = settings
         self.logged_step = -1  # step 0 may be logged: the score before training (`model.init_from`)
+        self._logged_checkpoints: set[str] | None = None  # read from W&B at the first checkpoint
         self._run = None
 
     def start(self) -> None:
@@ -59,12 +74,21 @@ class WandbSink:
         Path(settings.dir).mkdir(parents=True, exist_ok=True)
         self._run = wandb.init(project=settings.project, entity=settings.entity, group=settings.group,
                                mode=settings.mode, id=settings.run_id, name=settings.name, resume="allow",
-                               dir=settings.dir, config=settings.config)
+                               dir=settings.dir, config=settings.config, job_type=settings.job_type)
         self._run.summary.update(settings.summary)
         if settings.mode == "offline":
-            self.logged_step = wandb_records.last_step(Path(settings.dir) / "wandb", settings.run_id)
+            self.logged_step = wandb_records.last_step(self._wandb_dir, settings.run_id)
         else:
             self.logged_step = self._run.step - 1  # a resumed run continues after the server's last step
+
+    @property
+    def where(self) -> str:
+        """The run's page online; offline, its directory and the command that uploads it."""
+        if self._run is None:
+            return ""
+        if self._settings.mode != "offline":
+            return self._run.url
+        return f"offline; upload it with `wandb sync {self._wandb_dir / f'offline-run-*-{self._settings.run_id}'}`"
 
     def log(self, rows: list[dict]) -> None:
         rows = [row for row in rows if row["step"] > self.logged_step]
@@ -74,10 +98,52 @@ class WandbSink:
             self._run.log(scalars(row), step=row["step"])
         self.logged_step = rows[-1]["step"]
 
+    def log_checkpoints(self, kept: list[tuple[str, dict]]) -> None:
+        """Logs what `tracking.log_checkpoints` asks of the checkpoints Ray keeps: (path, reported
+        metrics), worst first."""
+        settings = self._settings
+        if self._run is None or settings.log_checkpoints == "none":
+            return
+        if self._logged_checkpoints is None:
+            self._logged_checkpoints = logged_names(self._earlier_artifacts(), settings.checkpoints.name)
+        ranked = ranked_checkpoints(kept, settings.checkpoints)
+        chosen = checkpoints_to_log(ranked, policy=settings.log_checkpoints, logged=self._logged_checkpoints)
+        for checkpoint, aliases in chosen:
+            self._run.log_artifact(checkpoint_artifact(checkpoint, settings.checkpoints), aliases=aliases)
+            self._logged_checkpoints.add(checkpoint.name)
+
+    def log_media(self, media: dict, *, after_last: bool) -> None:
+        """Charts, tables and images: with the last row logged (at the end of training), or on a step
+        of their own after it (a later `rayspeed evaluate` in the resumed run)."""
+        if self._run is not None and media:
+            step = max(self.logged_step, 0) + (1 if after_last else 0)
+            self._run.log(media, step=step)
+            self.logged_step = step
+
+    def log_artifact(self, artifact, *, aliases: list[str], registry: str | None = None) -> None:
+        """An artifact of the run's results (an export); linked into W&B's registry at `registry`
+        (`wandb-registry-<registry>/<collection>`, online only)."""
+        self._run.log_artifact(artifact, aliases=aliases)
+        if registry:
+            self._run.link_artifact(artifact, registry)
+
     def finish(self) -> None:
         if self._run is not None:
             self._run.finish()
             self._run = None
+
+    @property
+    def _wandb_dir(self) -> Path:
+        return Path(self._settings.dir) / "wandb"  # wandb.init(dir=D) writes into D/wandb/
+
+    def _earlier_artifacts(self):
+        """The artifacts this run logged before (a resumed run): offline from its earlier files, online
+        from W&B's server."""
+        if self._settings.mode == "offline":
+            return wandb_records.artifacts(self._wandb_dir, self._settings.run_id)
+        import wandb
+
+        return wandb.Api().run(self._run.path).logged_artifacts()
 
 
 class NullSink:
@@ -86,7 +152,15 @@ class NullSink:
     def start(self) -> None:
         pass
 
+    where = ""
+
     def log(self, rows: list[dict]) -> None:
+        pass
+
+    def log_checkpoints(self, ranked: list) -> None:
+        pass
+
+    def log_media(self, media: dict, *, after_last: bool) -> None:
         pass
 
     def finish(self) -> None:

@@ -1,9 +1,9 @@
 """Reads W&B offline runs back with wandb's own protobuf records (wandb 0.31 has no Python reader).
 
-A resumed offline run needs it to know which steps the earlier run's files hold (offline, W&B cannot
-tell). A `.wandb` file is a LevelDB-log stream: a 7-byte header, then 32 KiB blocks of records, each
-with a 7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last); a file whose writer
-was killed may end in a partial record, which is skipped.
+A resumed offline run needs it to know which steps and checkpoint artifacts the earlier run's files
+hold (offline, W&B cannot tell). A `.wandb` file is a LevelDB-log stream: a 7-byte header, then
+32 KiB blocks of records, each with a 7-byte header (crc32, length, type: 1 full, 2 first, 3 middle,
+4 last); a file whose writer was killed may end in a partial record, which is skipped.
 """
 
 import json
@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
-from wandb.proto.wandb_internal_pb2 import Record
+from wandb.proto.wandb_internal_pb2 import ArtifactRecord, Record
 
 BLOCK = 32 * 1024
 HEADER = 7
@@ -54,15 +54,23 @@ def _parse(raw: bytes) -> Record:
     return record
 
 
+def run_records(wandb_dir: Path, run_id: str):
+    """Every record of every offline run directory of `run_id`, in the order they were written."""
+    for run_file in sorted(Path(wandb_dir).glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")):
+        yield from records(run_file)
+
+
 def history(wandb_dir: Path, run_id: str) -> list[dict]:
     """Every history row of every offline run directory of `run_id`, in the order they were written."""
-    rows = []
-    for run_file in sorted(Path(wandb_dir).glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")):
-        for record in records(run_file):
-            if record.WhichOneof("record_type") == "history":
-                rows.append({(item.key or "/".join(item.nested_key)): json.loads(item.value_json)
-                             for item in record.history.item})
-    return rows
+    return [{(item.key or "/".join(item.nested_key)): json.loads(item.value_json) for item in record.history.item}
+            for record in run_records(wandb_dir, run_id) if record.WhichOneof("record_type") == "history"]
+
+
+def artifacts(wandb_dir: Path, run_id: str) -> list[ArtifactRecord]:
+    """Every artifact the offline run directories of `run_id` logged, in order (a version logged twice
+    appears twice: W&B's server keeps one version per digest and moves the aliases)."""
+    return [record.artifact for record in run_records(wandb_dir, run_id)
+            if record.WhichOneof("record_type") == "artifact"]
 
 
 def last_step(wandb_dir: Path, run_id: str) -> int:

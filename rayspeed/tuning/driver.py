@@ -6,6 +6,7 @@ the cluster holds all of them at once (driver, training workers and Ray Data's C
 forever for workers that a running trial holds.
 """
 
+import dataclasses
 import math
 import os
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from rayspeed.runs.storage import RunStorage
 from rayspeed.tuning import search
 from rayspeed.tuning.progress import TrialTable
 from rayspeed.tuning.report import SweepSummary, summarize_sweep
+from rayspeed.tuning.sweep_wandb import log_sweep
 from rayspeed.tuning.trial import TRIALS_FOLDER, SweepSpec, TrialRun
 
 # Tune checkpoints: under PBT copies of a trial's latest DeepSpeed checkpoint to clone; under ASHA
@@ -104,7 +106,12 @@ def sweep(cfg: ExperimentConfig, *, storage: RunStorage, resuming: bool, wandb_m
                 callbacks=[table], verbose=0),
         )
     results = tuner.fit()
-    return summarize_sweep(cfg, results, storage)
+    summary = summarize_sweep(cfg, results, storage)
+    try:
+        return dataclasses.replace(summary, wandb=log_sweep(cfg, storage, summary, mode=wandb_mode))
+    except Exception as error:  # the sweep itself is done and written
+        terminal.say(f"W&B did not take the sweep's table or its best checkpoint: {error!r}")
+        return summary
 
 
 def trial_dirname(trial) -> str:

@@ -36,6 +36,7 @@ class SweepSummary:
     trials: list[dict]
     best: dict | None
     files: list[str]
+    wandb: str = ""  # the sweep's own W&B run: its page, or its offline directory
 
     def lines(self) -> list[str]:
         counts = {status: sum(t["status"] == status for t in self.trials)
@@ -50,6 +51,8 @@ class SweepSummary:
             if best["checkpoint"]:
                 lines.append(f"best checkpoint: {best['checkpoint']}")
         lines += [f"wrote: {name}" for name in self.files]
+        if self.wandb:
+            lines.append(f"W&B: {self.wandb}")
         return lines
 
 

@@ -1,0 +1,116 @@
+"""Checkpoints as W&B artifacts (`tracking.log_checkpoints`): which committed checkpoints to log, under
+which aliases, and what an artifact holds: a local checkpoint's files (uploaded), or a reference to
+one in object storage (its bytes stay where Ray wrote them).
+
+Aliases follow Ray's ranking of the checkpoints it keeps (`checkpoint.keep`, by `score_metric`):
+`best` goes to the best one as it is logged and W&B moves it there from the version before; W&B
+gives `latest` to the newest version it logged. Ray never deletes its best checkpoint, so `best` never
+names a deleted one. Each checkpoint is logged once: what a run logged before a restart is known
+(`already_logged`) and skipped.
+"""
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from rayspeed.config.data import has_uri_scheme
+from rayspeed.config.redact import redact_uri
+from rayspeed.runs.storage import RunStorage
+
+ARTIFACT_TYPE = "checkpoint"
+ENDPOINT_ENV = "AWS_S3_ENDPOINT_URL"  # where W&B's S3 handler (boto3) finds an S3-compatible server
+
+
+@dataclass(frozen=True)
+class CommittedCheckpoint:
+    """A checkpoint Ray Train committed and still keeps."""
+
+    name: str  # its directory name, step_00000040
+    uri: str  # where it lives: a local path, or s3://bucket/... (no query)
+    step: int
+    epoch: float
+    score: float | None  # checkpoint.score_metric's value, when the run ranks by one
+
+
+@dataclass(frozen=True)
+class CheckpointCollection:
+    """The W&B artifact collection of one run's checkpoints, and how to reach its storage."""
+
+    name: str  # `checkpoint-<run name>-<W&B run id>`
+    score_metric: str | None
+    storage: RunStorage  # the run's: its checkpoints' URIs, and an S3 endpoint in its query
+
+
+def collection_name(run_name: str, run_id: str) -> str:
+    return f"{ARTIFACT_TYPE}-{run_name}-{run_id}"
+
+
+def ranked_checkpoints(reported: Iterable[tuple[str, dict]], collection: CheckpointCollection
+                       ) -> list[CommittedCheckpoint]:
+    """Ray's kept checkpoints (`get_all_reported_checkpoints`: worst first, best last) from their
+    paths in the run's storage and their reported metrics."""
+    metric = collection.score_metric
+    return [CommittedCheckpoint(name=path.rstrip("/").rsplit("/", 1)[-1], uri=collection.storage.uri(path),
+                                step=int(metrics["step"]), epoch=float(metrics.get("epoch", 0.0)),
+                                score=metrics.get(metric) if metric else None)
+            for path, metrics in reported]
+
+
+def checkpoints_to_log(ranked: list[CommittedCheckpoint], *, policy: str, logged: set[str]
+                       ) -> list[tuple[CommittedCheckpoint, list[str]]]:
+    """What to log now, in step order, with its aliases: `best` the best kept checkpoint; `all` every
+    kept one; never one already logged."""
+    if policy == "none" or not ranked:
+        return []
+    best = ranked[-1]
+    chosen = ranked if policy == "all" else [best]
+    return [(checkpoint, ["best"] if checkpoint is best else [])
+            for checkpoint in sorted(chosen, key=lambda c: c.step) if checkpoint.name not in logged]
+
+
+def checkpoint_artifact(checkpoint: CommittedCheckpoint, collection: CheckpointCollection):
+    """The artifact of one checkpoint: its metadata (step, epoch, score) and its files, or a reference
+    to them with each object's checksum (ETag) when they live in object storage."""
+    import wandb
+
+    metadata = {"checkpoint": checkpoint.name, "step": checkpoint.step, "epoch": checkpoint.epoch,
+                "uri": redact_uri(checkpoint.uri)}
+    if collection.score_metric and checkpoint.score is not None:
+        metadata[collection.score_metric] = checkpoint.score
+    artifact = wandb.Artifact(collection.name, type=ARTIFACT_TYPE, metadata=metadata)
+    if has_uri_scheme(checkpoint.uri):
+        with _object_store_endpoint(collection.storage.storage_uri):
+            artifact.add_reference(checkpoint.uri.rstrip("/") + "/", checksum=True)
+    else:
+        artifact.add_dir(checkpoint.uri)
+    return artifact
+
+
+def logged_names(records: Iterable, collection: str) -> set[str]:
+    """The checkpoints that artifact records (offline files, or the server's artifacts of the run)
+    already hold, from their metadata."""
+    names = set()
+    for record in records:
+        if record.name.split(":")[0] == collection and record.type == ARTIFACT_TYPE:
+            metadata = record.metadata if isinstance(record.metadata, dict) else json.loads(record.metadata or "{}")
+            names.add(metadata.get("checkpoint"))
+    return names - {None}
+
+
+@contextlib.contextmanager
+def _object_store_endpoint(storage_uri: str):
+    """`s3://b/x?endpoint_override=host:port&scheme=http` (pyarrow's options) as boto3's endpoint for
+    W&B's S3 handler, unless the environment names one already."""
+    options = dict(parse_qsl(storage_uri.partition("?")[2]))
+    override = options.get("endpoint_override")
+    if not override or os.environ.get(ENDPOINT_ENV):
+        yield
+        return
+    os.environ[ENDPOINT_ENV] = override if "://" in override else f"{options.get('scheme', 'https')}://{override}"
+    try:
+        yield
+    finally:
+        os.environ.pop(ENDPOINT_ENV, None)

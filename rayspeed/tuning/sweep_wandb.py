@@ -1,0 +1,77 @@
+"""A sweep in W&B: beside one run per trial, the sweep's own run in the same group (job type
+`sweep`) holding a table of every trial's values and metrics and the sweep plots; and the alias
+`sweep-best` on the best trial's best checkpoint artifact, in that trial's checkpoint collection."""
+
+import json
+
+from rayspeed.config.experiment import ExperimentConfig
+from rayspeed.config.redact import redact
+from rayspeed.runs.layout import IDENTITY_FILE, SUMMARY_FILE, SWEEP_CURVES_FILE, SWEEP_VALUES_FILE
+from rayspeed.runs.storage import RunStorage
+from rayspeed.trainers.checkpoint_artifacts import (
+    CheckpointCollection,
+    CommittedCheckpoint,
+    checkpoint_artifact,
+    collection_name,
+)
+from rayspeed.trainers.tracking import WandbSink, run_wandb_settings
+from rayspeed.trainers.wandb_media import figures
+from rayspeed.tuning.report import SweepSummary
+from rayspeed.tuning.trial import TRIALS_FOLDER
+
+SWEEP_BEST = "sweep-best"
+
+
+def log_sweep(cfg: ExperimentConfig, storage: RunStorage, summary: SweepSummary, *, mode: str) -> str:
+    """Logs the finished sweep; returns where its W&B run is ("" with W&B disabled)."""
+    identity = storage.read_text(IDENTITY_FILE)
+    if mode == "disabled" or identity is None:
+        return ""
+    best = summary.best or {}
+    tracking = cfg.tracking.model_copy(update={"group": cfg.run.name})  # the group its trials log to
+    settings = run_wandb_settings(tracking, storage, run_id=json.loads(identity)["wandb_run_id"], mode=mode,
+                                  config=redact(cfg.resolved_dict()), job_type="sweep",
+                                  summary={f"best/{key}": value for key, value in best.get("metrics", {}).items()})
+    sink = WandbSink(settings)
+    sink.start()
+    try:
+        where = sink.where
+        sink.log_media({"sweep/trials": trial_table(summary.trials, metric=cfg.tune.metric),
+                        **figures(storage, [SWEEP_VALUES_FILE, SWEEP_CURVES_FILE])}, after_last=True)
+        if (checkpoint := _best_checkpoint(cfg, storage, best)) is not None:
+            sink.log_artifact(checkpoint_artifact(*checkpoint), aliases=[SWEEP_BEST])
+    finally:
+        sink.finish()
+    return where
+
+
+def trial_table(trials: list[dict], *, metric: str):
+    """One row per trial: its id, status, values, best metric and epoch, and its last epoch's metrics."""
+    import wandb
+
+    records = [{"trial": t["trial"], "status": t["status"], **t["values"], f"best {metric}": t["best"],
+                "best epoch": t["best_epoch"],
+                **{f"last {key}": value for key, value in (t["history"][-1] if t["history"] else {}).items()
+                   if key != "run"}} for t in trials]
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    return wandb.Table(columns=columns, data=[[record.get(column) for column in columns] for record in records])
+
+
+def _best_checkpoint(cfg: ExperimentConfig, storage: RunStorage, best: dict
+                     ) -> tuple[CommittedCheckpoint, CheckpointCollection] | None:
+    """The best trial's best checkpoint, in its run's own checkpoint collection (None when the trial
+    logs no checkpoints or kept none)."""
+    if not best.get("checkpoint") or cfg.tracking.log_checkpoints == "none":
+        return None
+    run = storage.nested(TRIALS_FOLDER, best["checkpoint"].rstrip("/").rsplit("/", 2)[-2])
+    identity, run_summary = run.read_text(IDENTITY_FILE), json.loads(run.read_text(SUMMARY_FILE) or "{}")
+    if identity is None or not run_summary.get("best_metrics"):
+        return None
+    metrics = run_summary["best_metrics"]
+    metric = cfg.checkpoint.score_metric
+    checkpoint = CommittedCheckpoint(name=best["checkpoint"].rstrip("/").rsplit("/", 1)[-1], uri=best["checkpoint"],
+                                     step=int(metrics["step"]), epoch=float(metrics.get("epoch", 0.0)),
+                                     score=metrics.get(metric) if metric else None)
+    collection = CheckpointCollection(name=collection_name(run.name, json.loads(identity)["wandb_run_id"]),
+                                      score_metric=metric, storage=run)
+    return checkpoint, collection
