@@ -119,3 +119,32 @@ def wandb_config(wandb_dir: Path, run_id: str, *, kind: str = "config") -> dict:
             for item in updates:
                 found[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return found
+
+
+def artifact_versions(records) -> dict[str, list[dict]]:
+    """Artifact records replayed as W&B's server keeps them: per collection, one version per content
+    digest, in the order first logged; an alias moves to the version logged with it last."""
+    collections: dict[str, list[dict]] = {}
+    for record in records:
+        versions = collections.setdefault(record.name, [])
+        version = next((v for v in versions if v["digest"] == record.digest), None)
+        if version is None:
+            version = {"digest": record.digest, "metadata": json.loads(record.metadata or "{}"), "aliases": set(),
+                       "entries": list(record.manifest.contents)}
+            versions.append(version)
+        for alias in record.aliases:
+            for other in versions:
+                other["aliases"].discard(alias)
+            version["aliases"].add(alias)
+    return collections
+
+
+def logged_table(wandb_dir: Path, run_id: str, key: str) -> dict:
+    """The last W&B table (or chart table) logged under `key` by the offline runs of `run_id`, read from
+    the run's files: {"columns": [...], "data": [[...], ...]}."""
+    from rayspeed.trainers import wandb_records
+
+    path = [row[f"{key}/path"] for row in wandb_records.history(wandb_dir, run_id) if f"{key}/path" in row][-1]
+    found = [run / "files" / path for run in Path(wandb_dir).glob(f"offline-run-*-{run_id}")
+             if (run / "files" / path).is_file()]
+    return json.loads(found[-1].read_text())

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import experiment, metrics, rayspeed_command, run_dir, train, wandb_config
+from conftest import experiment, logged_table, metrics, rayspeed_command, run_dir, train, wandb_config
 from safetensors.torch import load_file
 from sklearn import metrics as sk
 
 from rayspeed.datasets.builtin import load_builtin
 from rayspeed.datasets.encoding import model_rows
+from rayspeed.trainers import wandb_records
 from rayspeed.trainers.exported import load_exported
 
 pytestmark = pytest.mark.ray
@@ -73,7 +74,15 @@ def test_export_loads_in_plain_torch_and_reproduces_the_runs_test_accuracy(zero3
     directory, out, final = zero3_run["dir"], zero3_run["model"], metrics(zero3_run["dir"])[-1]
     assert f"exported step_{final['step']:08d} (step {final['step']}) of {directory} to {out}" in zero3_run[
         "export_stdout"]
-    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.safetensors", "preprocessing.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["input_spec.json", "model.json", "model.safetensors",
+                                                     "preprocessing.json"]
+    assert "logged as a W&B model artifact: offline" in zero3_run["export_stdout"]
+    run_id = json.loads((directory / "rayspeed.json").read_text())["wandb_run_id"]
+    models = [a for a in wandb_records.artifacts(directory / "wandb", run_id) if a.type == "model"]
+    assert [(a.name, list(a.aliases)) for a in models] == [(f"model-exported-{run_id}", [f"step_{final['step']:08d}",
+                                                                                         "latest"])]
+    assert sorted(entry.path for entry in models[0].manifest.contents) == sorted(p.name for p in out.iterdir())
+    assert json.loads(models[0].metadata)["input_spec"] == json.loads((out / "input_spec.json").read_text())
 
     loaded = load_and_predict(out, zero3_run["config"])
     assert loaded["imported"] == []  # neither Ray nor DeepSpeed
@@ -89,6 +98,10 @@ def test_export_loads_in_plain_torch_and_reproduces_the_runs_test_accuracy(zero3
 
     again = rayspeed_command("export", str(directory), "--out", str(out))
     assert again.returncode == 2 and f"--out {out} is not an empty directory" in again.stderr  # nothing overwritten
+    registry = rayspeed_command("export", str(directory), "--out", str(tmp_path / "r"), "--registry",
+                                "wandb-registry-model/digits")
+    assert registry.returncode == 2 and "linking into W&B's registry needs W&B online" in registry.stderr
+    assert not (tmp_path / "r").exists()
     unknown = rayspeed_command("export", str(directory), "--out", str(tmp_path / "x"), "--checkpoint", "step_9")
     assert unknown.returncode == 2 and "has no such checkpoint" in unknown.stderr
     assert not (tmp_path / "x").exists()
@@ -135,6 +148,15 @@ def test_evaluate_reports_scikit_learns_metrics_and_the_export_reproduces_its_pr
     logged = wandb_config(directory / "wandb", run_id, kind="summary")
     assert logged["evaluate/test/accuracy"] == pytest.approx(scores["accuracy"])
     assert logged["evaluate/test/checkpoint"] == f"step_{final['step']:08d}"
+    # W&B's confusion-matrix chart and the per-class table, with evaluate's numbers.
+    chart = logged_table(directory / "wandb", run_id, "evaluate/test/confusion_matrix_table")
+    assert {(actual, predicted): count for actual, predicted, count in chart["data"]} == {
+        (classes[i], classes[j]): n for i, row in enumerate(scores["confusion"]) for j, n in enumerate(row)}
+    assert "_wandb/visualize/evaluate/test/confusion_matrix" in wandb_config(directory / "wandb", run_id)
+    per_class = logged_table(directory / "wandb", run_id, "evaluate/test/per_class")
+    assert per_class["columns"] == ["class", "precision", "recall", "f1", "support"]
+    assert {row[0]: dict(zip(per_class["columns"][1:], row[1:], strict=True)) for row in per_class["data"]} == \
+        scores["per_class"]
 
     again = rayspeed_command("evaluate", str(directory), "--checkpoint", "latest", "--split", "val",
                              "--address", ray_address)

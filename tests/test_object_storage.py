@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
-from conftest import experiment, train
+from conftest import artifact_versions, experiment, train
 from moto.server import ThreadedMotoServer
 
 from rayspeed.config import load_config
 from rayspeed.errors import RunStateError
 from rayspeed.runs.guard import claim_run
 from rayspeed.runs.storage import RunStorage
+from rayspeed.trainers import wandb_records
 
 pytestmark = pytest.mark.ray
 
@@ -31,9 +32,11 @@ def s3_uri(monkeypatch):
     server.stop()
 
 
-def test_data_read_from_s3_trains_into_s3_and_resumes_from_it(tmp_path, ray_address, s3_uri):
+def test_data_read_from_s3_trains_into_s3_and_resumes_from_it(tmp_path, ray_address, s3_uri, monkeypatch):
     """The acceptance round trip: data from s3://, checkpoints to s3://, a resumed run continuing
-    from the checkpoint in s3:// with the preprocessing it saved there."""
+    from the checkpoint in s3:// with the preprocessing it saved there; W&B holds references to the
+    checkpoints in s3://, not their bytes."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # a run in object storage keeps its W&B files in ~/.rayspeed/<name>
     endpoint = s3_uri.partition("?")[2]
     host_port = endpoint.split("&")[0].removeprefix("endpoint_override=")
     rng = np.random.default_rng(0)
@@ -41,10 +44,10 @@ def test_data_read_from_s3_trains_into_s3_and_resumes_from_it(tmp_path, ray_addr
     table["label"] = np.where(table["x"] + (table["kind"] == "a") > 0.3, "yes", "no")
     boto3.client("s3", endpoint_url=f"http://{host_port}").put_object(
         Bucket="runs", Key="data/table.csv", Body=table.to_csv(index=False).encode())
-    sections = {"run": {"name": "from-s3", "storage_path": s3_uri}, "tracking": {"mode": "disabled"},
+    sections = {"run": {"name": "from-s3", "storage_path": s3_uri}, "tracking": {"log_checkpoints": "all"},
                 "data": {"source": f"s3://runs/data/table.csv?{endpoint}"}}
     config = experiment(tmp_path, train={"epochs": 1}, **sections)
-    first = train(config, ray_address, wandb_mode="disabled")  # AWS_* reach the workers from this env
+    first = train(config, ray_address)  # AWS_* reach the workers from this env
     assert first.final["val_accuracy"] > 0.8
     storage = RunStorage.open(s3_uri, "from-s3")
     saved = storage.read_text("preprocessing.json")
@@ -60,11 +63,28 @@ def test_data_read_from_s3_trains_into_s3_and_resumes_from_it(tmp_path, ray_addr
 
     resumed = train(experiment(tmp_path, train={"epochs": 2}, **{**sections, "run": {**sections["run"],
                                                                                      "resume": "required"}}),
-                    ray_address, wandb_mode="disabled")
+                    ray_address)
     steps = [json.loads(line)["step"] for line in storage.read_text("metrics.jsonl").splitlines()]
     assert steps == sorted(set(steps)) and resumed.steps == 2 * first.steps and steps[-1] == resumed.steps
     assert storage.read_text("preprocessing.json") == saved
     assert resumed.best_checkpoint.startswith("s3://runs/experiments/from-s3/step_")
+
+    run_id = json.loads(storage.read_text("rayspeed.json"))["wandb_run_id"]
+    records = [a for a in wandb_records.artifacts(tmp_path / ".rayspeed" / "from-s3" / "wandb", run_id)
+               if a.type == "checkpoint"]
+    versions = artifact_versions(records)[f"checkpoint-from-s3-{run_id}"]
+    kept = sorted(info.base_name for info in storage.filesystem.get_file_info(pafs.FileSelector(storage.path))
+                  if info.base_name.startswith("step_"))
+    assert sorted(v["metadata"]["checkpoint"] for v in versions) == kept == sorted(  # once each, across the resume
+        json.loads(r.metadata)["checkpoint"] for r in records)
+    for version in versions:  # one reference per object, with its ETag; nothing uploaded
+        prefix = f"s3://runs/experiments/from-s3/{version['metadata']['checkpoint']}/"
+        objects = storage.filesystem.get_file_info(pafs.FileSelector(prefix.removeprefix("s3://"), recursive=True))
+        assert sorted(e.ref for e in version["entries"]) == sorted(
+            f"s3://{o.path}" for o in objects if o.type == pafs.FileType.File)
+        assert all(e.digest and not e.local_path for e in version["entries"])
+    assert [v["metadata"]["checkpoint"] for v in versions if "best" in v["aliases"]] == [
+        resumed.best_checkpoint.rsplit("/", 1)[-1]]
 
 
 def test_pictures_and_text_are_read_from_s3(tmp_path, ray_address, s3_uri):

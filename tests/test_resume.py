@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import experiment, metrics, train
+from conftest import artifact_versions, experiment, metrics, train
 
 from rayspeed.trainers import wandb_records
 
@@ -92,7 +92,7 @@ def step_of(name: str) -> int:
 
 def test_killed_run_with_a_damaged_checkpoint_is_refused_without_resume_and_continues_with_it(tmp_path,
                                                                                               ray_address):
-    config = experiment(tmp_path, run={"name": "resumable"}, **LONG_RUN)
+    config = experiment(tmp_path, run={"name": "resumable"}, tracking={"log_checkpoints": "all"}, **LONG_RUN)
     directory = tmp_path / "runs" / "resumable"
     first = start(config, ray_address)
     wait_for(lambda: len(checkpoints(directory)) >= 2, first, what="a second checkpoint")
@@ -140,6 +140,19 @@ def test_killed_run_with_a_damaged_checkpoint_is_refused_without_resume_and_cont
     assert [r["_step"] for r in logged] == [row["step"] for row in rows]
     assert [r["train/loss"] for r in logged] == [row["train_loss"] for row in rows]
 
+    # Checkpoint artifacts (log_checkpoints: all) across the kill: each checkpoint one version, logged
+    # once (but the best, again, to take `best` back from the damaged one set aside); `best` on the run's
+    # best, `latest` on its last checkpoint.
+    records = [a for a in wandb_records.artifacts(directory / "wandb", run_id) if a.type == "checkpoint"]
+    versions = artifact_versions(records)[f"checkpoint-resumable-{run_id}"]
+    names = [version["metadata"]["checkpoint"] for version in versions]
+    best = Path(json.loads((directory / "summary.json").read_text())["best_checkpoint"]).name
+    assert len(names) == len(set(names)) and {p.name for p in directory.glob("step_*")} <= set(names)
+    logged_twice = {name for name in names if [json.loads(r.metadata)["checkpoint"] for r in records].count(name) > 1}
+    assert logged_twice <= {best}, logged_twice
+    assert [v["metadata"]["checkpoint"] for v in versions if "best" in v["aliases"]] == [best]
+    assert [v["metadata"]["checkpoint"] for v in versions if "latest" in v["aliases"]] == [f"step_{total:08d}"]
+
 
 def cosine_lr(step: int, total: int, anchor: int | None, peak: float = 3e-3) -> float:
     """The lr optimizer step `step` used: cosine to 0 over the run, or from the lr at `anchor` when extended."""
@@ -170,7 +183,7 @@ def uninterrupted(tmp_path_factory, ray_address) -> dict:
 def test_killed_then_hung_worker_restart_from_checkpoints_and_end_like_an_uninterrupted_run(
         tmp_path, ray_address, uninterrupted):
     config = experiment(tmp_path, run={"name": "worker-killed", "max_failures": 2, "hang_timeout_s": 20},
-                        **COMPARED)
+                        tracking={"log_checkpoints": "all"}, **COMPARED)
     directory = tmp_path / "runs" / "worker-killed"
     process = start(config, ray_address)
     wait_for(lambda: checkpoints(directory), process, what="a first checkpoint")
@@ -202,6 +215,10 @@ def test_killed_then_hung_worker_restart_from_checkpoints_and_end_like_an_uninte
     assert [r["_step"] for r in logged] == [row["step"] for row in rows]  # each step once, after the kill too
     reports = len({*range(10, total + 1, 10), *range(COMPARED_STEPS_PER_EPOCH, total + 1, COMPARED_STEPS_PER_EPOCH)})
     assert len(logged) > reports  # live rows, not only the reported ones
+    artifacts = wandb_records.artifacts(directory / "wandb", run_id)  # each checkpoint once, through both restarts
+    checkpoint_names = [json.loads(a.metadata)["checkpoint"] for a in artifacts if a.type == "checkpoint"]
+    assert len(checkpoint_names) == len(set(checkpoint_names))
+    assert {p.name for p in directory.glob("step_*")} <= set(checkpoint_names)
     assert len(output.splitlines()) < 40, output  # Ray's restart chatter is in the run log, not here
     assert "ActorDiedError" in log.read_text()  # the restart story is kept
 

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import experiment, metrics, run_dir, train, wandb_config
+from conftest import artifact_versions, experiment, logged_table, metrics, run_dir, train, wandb_config
 
 from rayspeed.trainers import wandb_records
 
@@ -78,6 +78,28 @@ def test_zero2_run_learns_and_records_everything_once(tmp_path, ray_address, cap
     data = wandb_config(directory / "wandb", run_id, kind="summary")
     assert data["data/rows_read"] == 1797 and data["data/rows_dropped/no label"] == 0
     assert sum(data[f"data/split_rows/{split}"] for split in ("train", "val", "test")) == 1797
+
+    # Checkpoints in W&B (log_checkpoints: best): each new best uploaded once, `best` on the run's best
+    # checkpoint and `latest` on the last one logged; the test split as a confusion chart and a table.
+    versions = artifact_versions(wandb_records.artifacts(directory / "wandb", run_id))[f"checkpoint-zero2-{run_id}"]
+    logged_steps = [version["metadata"]["step"] for version in versions]
+    assert logged_steps == sorted(logged_steps) and logged_steps[-1] == best_step
+    assert [scores[step] for step in logged_steps] == sorted(scores[step] for step in logged_steps)  # each a new best
+    assert [v["metadata"]["step"] for v in versions if "best" in v["aliases"]] == [best_step]
+    assert [v["metadata"]["step"] for v in versions if "latest" in v["aliases"]] == [best_step]
+    assert versions[-1]["metadata"]["val_accuracy"] == max(scores.values())
+    assert all(entry.local_path and not entry.ref for entry in versions[-1]["entries"])  # uploaded
+    best_dir = directory / f"step_{best_step:08d}"
+    assert {entry.path for entry in versions[-1]["entries"]} == {
+        str(p.relative_to(best_dir)) for p in best_dir.rglob("*") if p.is_file()}
+    chart = logged_table(directory / "wandb", run_id, "test/confusion_matrix_table")
+    assert sum(count for *_, count in chart["data"]) == json.loads((directory / "data_report.json").read_text())[
+        "split_rows"]["test"]
+    assert {(int(a), int(p)): n for a, p, n in chart["data"]} == {
+        (i, j): n for i, row in enumerate(rows[-1]["test_confusion"]) for j, n in enumerate(row)}
+    assert len(logged_table(directory / "wandb", run_id, "test/per_class")["data"]) == 10
+    assert {"figures/loss_curves/path", "figures/confusion_matrix/path"} <= set(logged[-1])
+    assert summary.wandb.startswith(f"offline; upload it with `wandb sync {directory / 'wandb'}/offline-run-*-")
 
     preprocessing = json.loads((directory / "preprocessing.json").read_text())
     assert len(preprocessing["numeric"]) == 64 and preprocessing["classes"] == list(range(10))

@@ -4,9 +4,10 @@ one in object storage (its bytes stay where Ray wrote them).
 
 Aliases follow Ray's ranking of the checkpoints it keeps (`checkpoint.keep`, by `score_metric`):
 `best` goes to the best one as it is logged and W&B moves it there from the version before; W&B
-gives `latest` to the newest version it logged. Ray never deletes its best checkpoint, so `best` never
-names a deleted one. Each checkpoint is logged once: what a run logged before a restart is known
-(`already_logged`) and skipped.
+gives `latest` to the version it logged last. Ray never deletes its best checkpoint, so `best` never
+names a deleted one (a checkpoint set aside as damaged hands it back to the best one kept). Each
+checkpoint is one version: what a run logged before a restart is known (`LoggedCheckpoints`) and
+not logged again.
 """
 
 import contextlib
@@ -59,16 +60,19 @@ def ranked_checkpoints(reported: Iterable[tuple[str, dict]], collection: Checkpo
             for path, metrics in reported]
 
 
-def checkpoints_to_log(ranked: list[CommittedCheckpoint], *, policy: str, logged: set[str]
+def checkpoints_to_log(ranked: list[CommittedCheckpoint], *, policy: str, logged: "LoggedCheckpoints"
                        ) -> list[tuple[CommittedCheckpoint, list[str]]]:
     """What to log now, in step order, with its aliases: `best` the best kept checkpoint; `all` every
-    kept one; never one already logged."""
+    kept one; never one already logged, but the best again when `best` is on another version (its
+    checkpoint was set aside as damaged): W&B keeps one version per content and moves the alias."""
     if policy == "none" or not ranked:
         return []
     best = ranked[-1]
-    chosen = ranked if policy == "all" else [best]
-    return [(checkpoint, ["best"] if checkpoint is best else [])
-            for checkpoint in sorted(chosen, key=lambda c: c.step) if checkpoint.name not in logged]
+    candidates = ranked if policy == "all" else [best]
+    chosen = [checkpoint for checkpoint in candidates if checkpoint.name not in logged.names]
+    if best.name in logged.names and logged.best != best.name:
+        chosen.append(best)
+    return [(checkpoint, ["best"] if checkpoint is best else []) for checkpoint in sorted(chosen, key=lambda c: c.step)]
 
 
 def checkpoint_artifact(checkpoint: CommittedCheckpoint, collection: CheckpointCollection):
@@ -89,15 +93,30 @@ def checkpoint_artifact(checkpoint: CommittedCheckpoint, collection: CheckpointC
     return artifact
 
 
-def logged_names(records: Iterable, collection: str) -> set[str]:
-    """The checkpoints that artifact records (offline files, or the server's artifacts of the run)
-    already hold, from their metadata."""
-    names = set()
-    for record in records:
-        if record.name.split(":")[0] == collection and record.type == ARTIFACT_TYPE:
+@dataclass
+class LoggedCheckpoints:
+    """The checkpoints a run's W&B artifacts hold, and which one `best` is on."""
+
+    names: set[str]
+    best: str | None = None
+
+    def add(self, name: str, aliases: list[str]) -> None:
+        self.names.add(name)
+        if "best" in aliases:
+            self.best = name
+
+    @classmethod
+    def of(cls, records: Iterable, collection: str) -> "LoggedCheckpoints":
+        """From artifacts in the order they were logged: offline records, or the server's artifacts of
+        the run (whose aliases are current)."""
+        logged = cls(set())
+        for record in records:
+            if record.name.split(":")[0] != collection or record.type != ARTIFACT_TYPE:
+                continue
             metadata = record.metadata if isinstance(record.metadata, dict) else json.loads(record.metadata or "{}")
-            names.add(metadata.get("checkpoint"))
-    return names - {None}
+            if name := metadata.get("checkpoint"):
+                logged.add(name, list(record.aliases))
+        return logged
 
 
 @contextlib.contextmanager

@@ -131,7 +131,7 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         _finish_wandb(sink, failed=recorder.wandb_failed, kept=_kept_checkpoints(result), media=dict)
         raise RunStopped(f"the run stopped after a checkpoint at step {last['step']} of {plan.total_steps}: "
                          "continue it with --resume")
-    best, best_metrics = _best_checkpoint(cfg, result, storage)
+    best, best_metrics = _best_checkpoint(result, storage)
     summary = summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
                         baselines=prepared.baselines, wandb=sink.where)
     _finish_wandb(sink, failed=recorder.wandb_failed, kept=_kept_checkpoints(result),
@@ -291,14 +291,13 @@ def _rows_of_latest_checkpoint(storage: RunStorage) -> list[dict]:
     return latest.get("rows", [])
 
 
-def _best_checkpoint(cfg: ExperimentConfig, result, storage: RunStorage) -> tuple[str | None, dict]:
-    """The best checkpoint by `checkpoint.score_metric` (Ray's ranking), else the latest."""
-    metric = cfg.checkpoint.score_metric
-    best = result.get_best_checkpoint(metric, cfg.checkpoint.score_mode) if metric else None
-    best = best or result.checkpoint
-    if best is None:
+def _best_checkpoint(result, storage: RunStorage) -> tuple[str | None, dict]:
+    """The best checkpoint as Ray ranks them for `checkpoint.keep` (by `checkpoint.score_metric`, a tie
+    to the later one; without a metric the latest): the one W&B's `best` alias is on."""
+    ranked = result.best_checkpoints or []
+    if not ranked:
         return None, {}
-    metrics = next((m for c, m in (result.best_checkpoints or []) if c.path == best.path), {})
+    best, metrics = ranked[-1]
     return storage.uri(best.path), metrics
 
 

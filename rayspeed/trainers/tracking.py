@@ -19,10 +19,10 @@ from rayspeed.runs.storage import RunStorage
 from rayspeed.trainers import wandb_records
 from rayspeed.trainers.checkpoint_artifacts import (
     CheckpointCollection,
+    LoggedCheckpoints,
     checkpoint_artifact,
     checkpoints_to_log,
     collection_name,
-    logged_names,
     ranked_checkpoints,
 )
 
@@ -63,7 +63,7 @@ class WandbSink:
     def __init__(self, settings: WandbSettings):
         self._settings = settings
         self.logged_step = -1  # step 0 may be logged: the score before training (`model.init_from`)
-        self._logged_checkpoints: set[str] | None = None  # read from W&B at the first checkpoint
+        self._logged_checkpoints: LoggedCheckpoints | None = None  # read from W&B at the first checkpoint
         self._run = None
 
     def start(self) -> None:
@@ -105,12 +105,12 @@ class WandbSink:
         if self._run is None or settings.log_checkpoints == "none":
             return
         if self._logged_checkpoints is None:
-            self._logged_checkpoints = logged_names(self._earlier_artifacts(), settings.checkpoints.name)
+            self._logged_checkpoints = LoggedCheckpoints.of(self._earlier_artifacts(), settings.checkpoints.name)
         ranked = ranked_checkpoints(kept, settings.checkpoints)
         chosen = checkpoints_to_log(ranked, policy=settings.log_checkpoints, logged=self._logged_checkpoints)
         for checkpoint, aliases in chosen:
             self._run.log_artifact(checkpoint_artifact(checkpoint, settings.checkpoints), aliases=aliases)
-            self._logged_checkpoints.add(checkpoint.name)
+            self._logged_checkpoints.add(checkpoint.name, aliases)
 
     def log_media(self, media: dict, *, after_last: bool) -> None:
         """Charts, tables and images: with the last row logged (at the end of training), or on a step
