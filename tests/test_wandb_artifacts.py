@@ -97,7 +97,8 @@ def test_checkpoint_artifacts_need_wandb():
     with pytest.raises(ValueError, match="tracking.log_checkpoints: all logs checkpoints to W&B, but tracking.mode "
                                          "is disabled"):
         TrackingConfig(mode="disabled", log_checkpoints="all")
-    assert TrackingConfig(mode="disabled").log_checkpoints == "best"  # the default alone is no error
+    assert TrackingConfig(mode="disabled").log_checkpoints is None  # the default alone is no error
+    assert TrackingConfig().checkpoint_artifacts == "best"
     with pytest.raises(ConfigError, match="WANDB_MODE=disabled"):
         wandb_mode(TrackingConfig(log_checkpoints="best"), {"WANDB_MODE": "disabled"}, say=print)
     assert wandb_mode(TrackingConfig(), {"WANDB_MODE": "disabled"}, say=print) == "disabled"

@@ -61,7 +61,7 @@ def wandb_mode(tracking: TrackingConfig, env: Mapping[str, str], *, say: Callabl
             disabled by WANDB_MODE while the config asks for checkpoint artifacts.
     """
     mode = tracking.mode_in(env)
-    if mode == "disabled" and "log_checkpoints" in tracking.model_fields_set and tracking.log_checkpoints != "none":
+    if mode == "disabled" and tracking.log_checkpoints not in (None, "none"):
         raise ConfigError(f"tracking.log_checkpoints: {tracking.log_checkpoints} logs checkpoints to W&B, but "
                           "WANDB_MODE=disabled turns W&B off: unset it or set tracking.log_checkpoints: none")
     if mode != "online":

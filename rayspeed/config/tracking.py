@@ -21,16 +21,22 @@ class TrackingConfig(Section):
     """`auto` is online when WANDB_API_KEY is set and offline otherwise."""
     log_every_n_steps: PositiveInt = 10
     """Optimizer steps between metric reports (each report is a sync point of all workers)."""
-    log_checkpoints: Literal["none", "best", "all"] = "best"
+    log_checkpoints: Literal["none", "best", "all"] | None = None
     """Checkpoints as W&B artifacts (type `checkpoint`, aliases `best` and `latest`): each new best
-    checkpoint, every checkpoint, or none. Object storage is referenced, a local disk uploaded."""
+    checkpoint, every checkpoint, or none; unset: best (none with W&B disabled). Object storage is
+    referenced, a local disk uploaded. Asking for them with W&B disabled is an error."""
 
     @model_validator(mode="after")
     def _checkpoints_need_wandb(self):
-        if self.mode == "disabled" and "log_checkpoints" in self.model_fields_set and self.log_checkpoints != "none":
+        if self.mode == "disabled" and self.log_checkpoints not in (None, "none"):
             raise ValueError(f"tracking.log_checkpoints: {self.log_checkpoints} logs checkpoints to W&B, but "
                              "tracking.mode is disabled: enable W&B (auto, online, offline) or set it to none")
         return self
+
+    @property
+    def checkpoint_artifacts(self) -> str:
+        """`log_checkpoints` with its default filled in."""
+        return self.log_checkpoints or "best"
 
     def mode_in(self, env: Mapping[str, str]) -> str:
         """`mode`, where `auto` means: WANDB_MODE if set, else online with a key, else offline."""

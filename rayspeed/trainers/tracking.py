@@ -1,6 +1,6 @@
 """Weights & Biases, from the driver process only: one W&B run per training run, rows logged at the
 optimizer step as the driver commits them, checkpoints as artifacts once Ray committed them
-(`checkpoint_artifacts`), results as media at the end.
+(see `trainers.checkpoint_artifacts`), results as media at the end.
 
 Exactly once: the driver commits a row to metrics.jsonl first, then hands it to W&B. A restarted
 worker group repeats steps the driver already has, and the driver drops them. A killed driver may
@@ -40,7 +40,7 @@ class WandbSettings:
     dir: str
     config: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)  # flat `data/...` counts, set once in the run's summary
-    log_checkpoints: str = "none"  # tracking.log_checkpoints
+    log_checkpoints: str = "none"  # tracking.log_checkpoints, its default filled in
     job_type: str | None = None  # `sweep` for a sweep's own run beside its trials
     checkpoints: CheckpointCollection | None = None
 
@@ -54,7 +54,7 @@ def run_wandb_settings(tracking: TrackingConfig, storage: RunStorage, *, run_id:
                                        storage=storage)
     return WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
                          run_id=run_id, name=storage.name, dir=directory, config=config, summary=summary,
-                         log_checkpoints=tracking.log_checkpoints, checkpoints=checkpoints, job_type=job_type)
+                         log_checkpoints=tracking.checkpoint_artifacts, checkpoints=checkpoints, job_type=job_type)
 
 
 class WandbSink:

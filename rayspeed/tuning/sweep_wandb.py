@@ -61,7 +61,7 @@ def _best_checkpoint(cfg: ExperimentConfig, storage: RunStorage, best: dict
                      ) -> tuple[CommittedCheckpoint, CheckpointCollection] | None:
     """The best trial's best checkpoint, in its run's own checkpoint collection (None when the trial
     logs no checkpoints or kept none)."""
-    if not best.get("checkpoint") or cfg.tracking.log_checkpoints == "none":
+    if not best.get("checkpoint") or cfg.tracking.checkpoint_artifacts == "none":
         return None
     run = storage.nested(TRIALS_FOLDER, best["checkpoint"].rstrip("/").rsplit("/", 2)[-2])
     identity, run_summary = run.read_text(IDENTITY_FILE), json.loads(run.read_text(SUMMARY_FILE) or "{}")
