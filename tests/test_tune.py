@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import experiment, metrics, run_dir
+from conftest import artifact_versions, experiment, logged_table, metrics, run_dir
 
 from rayspeed.trainers import wandb_records
 
@@ -70,6 +70,22 @@ def test_asha_stops_poor_trials_early_and_closes_them(tmp_path, ray_address):
     best_config = yaml.safe_load((sweep / "best_config.yaml").read_text())
     assert best_config["train"]["lr"] == best["values"]["train.lr"] and best_config["tune"] is None
     assert (sweep / "sweep_values.png").stat().st_size > 0 and (sweep / "sweep_curves.png").stat().st_size > 0
+
+    # W&B: the group holds one run per trial (above) and the sweep's own run with the trial table; the
+    # best trial's best checkpoint artifact carries `sweep-best`.
+    sweep_id = json.loads((sweep / "rayspeed.json").read_text())["wandb_run_id"]
+    assert wandb_run(sweep) == ("asha", True)
+    assert f"W&B: offline; upload it with `wandb sync {sweep / 'wandb'}/offline-run-*-{sweep_id}`" in result.stdout
+    table = logged_table(sweep / "wandb", sweep_id, "sweep/trials")
+    assert sorted(row[table["columns"].index("trial")] for row in table["data"]) == sorted(trials)
+    assert {"train.lr", "best val_accuracy", "status", "last val_loss"} <= set(table["columns"])
+    best_run = sweep / "trials" / Path(best["checkpoint"]).parent.name
+    best_id = json.loads((best_run / "rayspeed.json").read_text())["wandb_run_id"]
+    versions = artifact_versions([*wandb_records.artifacts(best_run / "wandb", best_id),
+                                  *wandb_records.artifacts(sweep / "wandb", sweep_id)])
+    tagged = [v["metadata"]["checkpoint"] for v in versions[f"checkpoint-{best_run.name}-{best_id}"]
+              if "sweep-best" in v["aliases"]]
+    assert tagged == [Path(best["checkpoint"]).name]
 
 
 def test_killed_sweep_resumes_without_running_finished_trials_again(tmp_path, ray_address):
