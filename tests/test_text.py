@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import experiment, rayspeed_command, run_dir, train
+from conftest import experiment, logged_table, metrics, rayspeed_command, run_dir, train
 
 from rayspeed.config import load_config
 from rayspeed.config.data import DataConfig, SplitFractions
@@ -113,8 +113,8 @@ def test_a_small_gpt_under_zero3_beats_the_unigram_baseline(tmp_path, corpus, ra
                                   "lr": 0.003, "warmup_steps": 10, "lr_schedule": "constant",
                                   "zero_stage": 3},  # parameters sharded: the tied embedding and output layer
                            checkpoint={"score_metric": "val_perplexity", "score_mode": "min", "every_n_steps": 75},
-                           tracking={"mode": "disabled", "log_every_n_steps": 20})
-    summary = train(config, ray_address, wandb_mode="disabled")
+                           tracking={"mode": "offline", "log_every_n_steps": 20})
+    summary = train(config, ray_address)
     directory = run_dir(tmp_path, "gpt")
     baseline = json.loads((directory / "data_report.json").read_text())["baselines"]["val_perplexity_unigram"]
     assert summary.baselines == {"val_perplexity_unigram": baseline}
@@ -123,6 +123,16 @@ def test_a_small_gpt_under_zero3_beats_the_unigram_baseline(tmp_path, corpus, ra
     saved = json.loads((max(directory.glob("step_*")) / "preprocessing.json").read_text())
     assert saved["text"] == {"tokenizer": "bytes", "block_size": 32, "vocab_size": 257, "tokenizer_json": None,
                              "strip_headers": False}
+
+    # What it writes at every epoch end, from the same prompts, in metrics.jsonl and in W&B.
+    sampled = [row for row in metrics(directory) if "samples" in row]
+    assert len(sampled) >= 2 and all(len(row["samples"]) == 3 for row in sampled)
+    assert [s["prompt"] for s in sampled[0]["samples"]] == [s["prompt"] for s in sampled[-1]["samples"]]
+    assert any(s["continuation"] for s in sampled[-1]["samples"])
+    run_id = json.loads((directory / "rayspeed.json").read_text())["wandb_run_id"]
+    table = logged_table(directory / "wandb", run_id, "val/samples")
+    assert table["columns"] == ["prompt", "continuation"]
+    assert table["data"] == [[s["prompt"], s["continuation"]] for s in sampled[-1]["samples"]]
 
     # `rayspeed evaluate` of the last checkpoint: training's own validation numbers, from plain torch.
     evaluated = rayspeed_command("evaluate", str(directory), "--checkpoint", "latest", "--split", "val",

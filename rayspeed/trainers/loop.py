@@ -12,9 +12,10 @@ import torch
 from ray.train.v2._internal.execution import context as train_context
 
 from rayspeed.config.experiment import ExperimentConfig
-from rayspeed.datasets.preprocessing import InputSpec
+from rayspeed.datasets.preprocessing import InputSpec, Preprocessing
+from rayspeed.datasets.tokenizing import Tokenizer
 from rayspeed.errors import ContinuityError
-from rayspeed.runs.layout import checkpoint_dir_name
+from rayspeed.runs.layout import PREPROCESSING_FILE, checkpoint_dir_name
 from rayspeed.trainers.batch_stream import BatchStream
 from rayspeed.trainers.checkpointing import load_weights, report_checkpoint, restore, saved_checkpoint, seed_rank
 from rayspeed.trainers.early_stopping import EarlyStopper, all_agree_to_stop
@@ -27,6 +28,7 @@ from rayspeed.trainers.plan import LoopPlan
 from rayspeed.trainers.recorder import NullChannel
 from rayspeed.trainers.regularization import l1_penalty, penalized_weights, training_objective
 from rayspeed.trainers.run_control import StepControl
+from rayspeed.trainers.samples import continuations, first_prompts
 from rayspeed.trainers.tasks import task_for
 from rayspeed.trainers.transfer import adopt
 
@@ -140,6 +142,10 @@ class Worker:
         self.meter = WindowMeter(self.device)
         self.rows: list[dict] = []  # rows logged since the last checkpoint
         self.restored_step: int | None = None
+        text = Preprocessing.from_dict(artifacts[PREPROCESSING_FILE]).text
+        self.tokenizer = Tokenizer(text) if spec.task == "language_modeling" else None  # for its samples
+        self.context = spec.num_features - 1
+        self.prompts: torch.Tensor | None = None
 
     def evaluate_before_training(self) -> None:
         """Step 0's row: the validation score of the weights `model.init_from` gave (collective)."""
@@ -196,6 +202,8 @@ class Worker:
             average_buffers(self.engine.module, world=self.world)
             if plan.has_val and (report or plan.is_checkpoint(step)):
                 row.update(self._evaluate("val"))
+            if plan.has_val and report and self.tokenizer:
+                row["samples"] = self._samples()
             if plan.is_checkpoint(step) and self.stopper and plan.has_val:
                 stop = all_agree_to_stop(self.stopper.update(row[self.stopper.metric], step=step), device=self.device)
                 self.stopper.stopped = stop
@@ -270,6 +278,11 @@ class Worker:
         self.channel.send_event({"rank": self.rank, "restored_step": self.restored_step, "first_step": step,
                                  "engine_steps": self.engine.global_steps})
         self.restored_step = None
+
+    def _samples(self) -> list[dict]:
+        if self.prompts is None:
+            self.prompts = first_prompts(ray.train.get_dataset_shard("val"), device=self.device)
+        return continuations(self.engine, self.prompts, context=self.context, tokenizer=self.tokenizer)
 
     def _evaluate(self, split: str, *, with_details: bool = False) -> dict:
         return evaluate(self.engine, ray.train.get_dataset_shard(split), task=self.task, split=split,

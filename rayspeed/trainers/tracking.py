@@ -95,7 +95,7 @@ class WandbSink:
         if not rows or self._run is None:
             return
         for row in rows:
-            self._run.log(scalars(row), step=row["step"])
+            self._run.log({**scalars(row), **samples_table(row)}, step=row["step"])
         self.logged_step = rows[-1]["step"]
 
     def log_checkpoints(self, kept: list[tuple[str, dict]]) -> None:
@@ -177,6 +177,16 @@ def data_summary(report: dict) -> dict[str, float]:
         else:
             flat[f"data/{key}"] = value
     return flat
+
+
+def samples_table(row: dict) -> dict:
+    """A language model's epoch-end samples as the table `val/samples`."""
+    if not row.get("samples"):
+        return {}
+    import wandb
+
+    return {"val/samples": wandb.Table(columns=["prompt", "continuation"],
+                                       data=[[sample["prompt"], sample["continuation"]] for sample in row["samples"]])}
 
 
 def scalars(row: dict) -> dict[str, float]:
