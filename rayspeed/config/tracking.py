@@ -18,7 +18,8 @@ class TrackingConfig(Section):
     group: str | None = None
     """W&B group, e.g. to gather the runs of one sweep."""
     mode: Literal["auto", "online", "offline", "disabled"] = "auto"
-    """`auto` is online when WANDB_API_KEY is set and offline otherwise."""
+    """`auto`: WANDB_MODE when set, else online when WANDB_API_KEY is set (offline when its server does
+    not answer), else offline."""
     log_every_n_steps: PositiveInt = 10
     """Optimizer steps between metric reports (each report is a sync point of all workers)."""
     log_checkpoints: Literal["none", "best", "all"] | None = None
