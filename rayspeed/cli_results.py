@@ -10,7 +10,7 @@ from rayspeed.config.load import apply_overrides
 from rayspeed.config.preflight import importable_from, preflight, wandb_mode
 from rayspeed.config.saved import read_saved_config, read_saved_model, read_saved_tracking
 from rayspeed.errors import ConfigError, RunStateError
-from rayspeed.runs.layout import CONFIG_FILE
+from rayspeed.runs.layout import CONFIG_FILE, SWEEP_FILE
 from rayspeed.runs.storage import RunStorage
 
 
@@ -145,8 +145,22 @@ def warn(line: str) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    """Draws the report, then logs a run's figures to its own W&B run, if it has one (a sweep's run got
+    the sweep's plots when it ended)."""
     from rayspeed.runs.report import write_report
+    from rayspeed.trainers.tracking import results_run
+    from rayspeed.trainers.wandb_media import figures
 
-    for line in write_report(RunStorage.at(args.run_dir)):
-        print(line)
+    storage = RunStorage.at(args.run_dir)
+    written = write_report(storage)
+    for name in written:
+        print(storage.display(name))
+    saved = storage.read_text(CONFIG_FILE)
+    if saved is None or storage.exists(SWEEP_FILE):
+        return 0
+    tracking = read_saved_tracking(saved, source=storage.display(CONFIG_FILE))
+    with results_run(tracking, storage, mode=wandb_mode(tracking, os.environ, say=warn)) as run:
+        if run is not None:
+            run.log_media(figures(storage, [name for name in written if name.endswith(".png")]), after_last=True)
+            print(f"figures logged to W&B: {run.where}")
     return 0

@@ -77,7 +77,11 @@ def test_export_loads_in_plain_torch_and_reproduces_the_runs_test_accuracy(zero3
     assert sorted(p.name for p in out.iterdir()) == ["input_spec.json", "model.json", "model.safetensors",
                                                      "preprocessing.json"]
     assert "logged as a W&B model artifact: offline" in zero3_run["export_stdout"]
+    report = rayspeed_command("report", str(directory))  # its figures as W&B images too
+    assert report.returncode == 0 and "figures logged to W&B: offline" in report.stdout, report.stderr
     run_id = json.loads((directory / "rayspeed.json").read_text())["wandb_run_id"]
+    assert {"figures/report/curves/path", "figures/report/confusion_matrix/path"} <= set(
+        wandb_records.history(directory / "wandb", run_id)[-1])
     models = [a for a in wandb_records.artifacts(directory / "wandb", run_id) if a.type == "model"]
     assert [(a.name, list(a.aliases)) for a in models] == [(f"model-exported-{run_id}", [f"step_{final['step']:08d}",
                                                                                          "latest"])]

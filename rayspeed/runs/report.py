@@ -25,7 +25,8 @@ QUALITY = ("val_accuracy", "val_rmse", "val_perplexity")
 
 
 def write_report(storage: RunStorage) -> list[str]:
-    """Writes the report of the run or sweep in `storage`; returns the files written (as displayed).
+    """Writes the report of the run or sweep in `storage`; returns the files written, the page first
+    (paths inside the run directory).
 
     Raises:
         RunStateError: the directory holds neither a run's metrics nor a sweep's results.
@@ -48,7 +49,7 @@ def write_report(storage: RunStorage) -> list[str]:
             "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}img{max-width:100%}</style></head>"
             f"<body><h1>{html.escape(storage.name)}</h1>\n{body}\n{images}</body></html>\n")
     storage.write(page, REPORT_DIR, PAGE)
-    return [storage.display(REPORT_DIR, name) for name in [PAGE, *figures]]
+    return [f"{REPORT_DIR}/{name}" for name in [PAGE, *figures]]
 
 
 def _run(rows: list[dict], *, classes: list, title: str) -> tuple[dict[str, bytes], str]:

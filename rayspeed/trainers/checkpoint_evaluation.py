@@ -17,12 +17,12 @@ from rayspeed.config.images import Augmentation
 from rayspeed.datasets import build_datasets
 from rayspeed.datasets.preprocessing import Preprocessing
 from rayspeed.errors import DataError
-from rayspeed.runs.layout import EVALUATION_DIR, IDENTITY_FILE
+from rayspeed.runs.layout import EVALUATION_DIR
 from rayspeed.runs.storage import RunStorage
 from rayspeed.trainers.export import consolidate_checkpoint
 from rayspeed.trainers.inference import class_names, prediction_columns, predictions
 from rayspeed.trainers.scores import classification_scores, language_model_scores, regression_scores
-from rayspeed.trainers.tracking import WandbSink, run_wandb_settings
+from rayspeed.trainers.tracking import results_run
 from rayspeed.trainers.wandb_media import classification_media
 
 METRICS_NAME, PREDICTIONS_NAME = "metrics.json", "predictions.parquet"
@@ -97,21 +97,13 @@ def _labels(rows: dict[str, np.ndarray], fitted: Preprocessing) -> np.ndarray:
 def _to_wandb(cfg: ExperimentConfig, storage: RunStorage, scores: dict, *, mode: str) -> None:
     """The scores in the run's own W&B run: scalars in its summary as `evaluate/<split>/<name>`, and a
     classification's confusion chart and per-class table on a step after the run's last."""
-    identity = storage.read_text(IDENTITY_FILE)
-    if mode == "disabled" or identity is None:
-        return
     split = scores["split"]
     summary = {f"evaluate/{split}/{name}": value for name, value in scores.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool)}
     summary |= {f"evaluate/{split}/{name}/{metric}": value for name, per_class in scores.get("per_class", {}).items()
                 for metric, value in per_class.items()}
     summary[f"evaluate/{split}/checkpoint"] = scores["checkpoint"]
-    sink = WandbSink(run_wandb_settings(cfg.tracking, storage, run_id=json.loads(identity)["wandb_run_id"], mode=mode,
-                                        config={}, summary=summary))
-    sink.start()
-    try:
-        if "confusion" in scores:
-            sink.log_media(classification_media(f"evaluate/{split}", scores["confusion"], scores["classes"],
-                                                per_class=scores["per_class"]), after_last=True)
-    finally:
-        sink.finish()
+    with results_run(cfg.tracking, storage, mode=mode, summary=summary) as run:
+        if run is not None and "confusion" in scores:
+            run.log_media(classification_media(f"evaluate/{split}", scores["confusion"], scores["classes"],
+                                               per_class=scores["per_class"]), after_last=True)

@@ -10,11 +10,13 @@ last step in the earlier offline files of the run. The W&B key stays in the driv
 workers and the Train controller never need it.
 """
 
+import contextlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rayspeed.config.tracking import TrackingConfig
-from rayspeed.runs.layout import local_run_dir
+from rayspeed.runs.layout import IDENTITY_FILE, local_run_dir
 from rayspeed.runs.storage import RunStorage
 from rayspeed.trainers import wandb_records
 from rayspeed.trainers.checkpoint_artifacts import (
@@ -82,6 +84,10 @@ class WandbSink:
             self.logged_step = self._run.step - 1  # a resumed run continues after the server's last step
 
     @property
+    def run_id(self) -> str:
+        return self._settings.run_id
+
+    @property
     def where(self) -> str:
         """The run's page online; offline, its directory and the command that uploads it."""
         if self._run is None:
@@ -144,6 +150,23 @@ class WandbSink:
         import wandb
 
         return wandb.Api().run(self._run.path).logged_artifacts()
+
+
+@contextlib.contextmanager
+def results_run(tracking: TrackingConfig, storage: RunStorage, *, mode: str, summary: dict | None = None):
+    """The run's own W&B run, resumed to add what is made of the run later (`evaluate`, `export`,
+    `report`); None when W&B is disabled or the directory holds no W&B run."""
+    identity = storage.read_text(IDENTITY_FILE)
+    if mode == "disabled" or identity is None:
+        yield None
+        return
+    sink = WandbSink(run_wandb_settings(tracking, storage, run_id=json.loads(identity)["wandb_run_id"], mode=mode,
+                                        config={}, summary=summary or {}))
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.finish()
 
 
 class NullSink:
