@@ -15,7 +15,7 @@ from rayspeed.cli_cluster import add_cluster_parsers
 from rayspeed.cli_k8s import add_k8s_parser
 from rayspeed.cli_results import add_results_parsers, warn
 from rayspeed.config import ExperimentConfig, load_config
-from rayspeed.config.preflight import importable_from, preflight, wandb_mode
+from rayspeed.config.preflight import importable_from, preflight, training_wandb_mode
 from rayspeed.config.redact import redact
 from rayspeed.errors import ClusterError, ConfigError, DataError, RayspeedError, RunStopped, TrainingFailed
 
@@ -81,7 +81,7 @@ def _train(args) -> int:
     importable_from(working_dir)  # a model module next to the experiment file, as `python -m` allows
     checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
     cfg = checked.cfg
-    mode = wandb_mode(cfg.tracking, os.environ, say=warn)
+    mode = training_wandb_mode(cfg.tracking, os.environ, say=warn)
     from rayspeed.runs.guard import claim_run
     from rayspeed.runs.storage import RunStorage
 
@@ -147,7 +147,7 @@ def _tune(args) -> int:
     checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
     cfg = checked.cfg
     cfg.require_tune(source=args.config, verb="rayspeed tune")
-    mode = wandb_mode(cfg.tracking, os.environ, say=warn)
+    mode = training_wandb_mode(cfg.tracking, os.environ, say=warn)
     from rayspeed.runs.guard import claim_run
     from rayspeed.runs.layout import TUNER_STATE
     from rayspeed.runs.storage import RunStorage

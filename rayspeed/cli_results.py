@@ -121,8 +121,12 @@ def _export(args: argparse.Namespace) -> int:
     exported = export_checkpoint(model, storage, zero_stage=zero_stage, which=args.checkpoint, out=args.out, warn=warn)
     source = exported.source
     print(f"exported {source['checkpoint']} (step {source['step']}) of {source['run']} to {args.out}")
-    where = log_export(tracking, storage, out=args.out, source=source, input_spec=exported.input_spec, mode=mode,
-                       registry=args.registry)
+    try:
+        where = log_export(tracking, storage, out=args.out, source=source, input_spec=exported.input_spec,
+                           mode=mode, registry=args.registry)
+    except Exception as error:  # the export itself is written
+        warn(f"W&B did not take the model ({error!r})")
+        return 1 if args.registry else 0
     if where:
         print(f"logged as a W&B model artifact{f' linked to {args.registry}' if args.registry else ''}: {where}")
     return 0
@@ -146,21 +150,25 @@ def warn(line: str) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     """Draws the report, then logs a run's figures to its own W&B run, if it has one (a sweep's run got
-    the sweep's plots when it ended)."""
+    the sweep's plots when it ended); W&B's mode is settled first, so a dead server writes nothing."""
     from rayspeed.runs.report import write_report
     from rayspeed.trainers.tracking import results_run
     from rayspeed.trainers.wandb_media import figures
 
     storage = RunStorage.at(args.run_dir)
+    saved = None if storage.exists(SWEEP_FILE) else storage.read_text(CONFIG_FILE)
+    tracking = read_saved_tracking(saved, source=storage.display(CONFIG_FILE)) if saved else None
+    mode = wandb_mode(tracking, os.environ, say=warn) if tracking else "disabled"
     written = write_report(storage)
     for name in written:
         print(storage.display(name))
-    saved = storage.read_text(CONFIG_FILE)
-    if saved is None or storage.exists(SWEEP_FILE):
+    if tracking is None:
         return 0
-    tracking = read_saved_tracking(saved, source=storage.display(CONFIG_FILE))
-    with results_run(tracking, storage, mode=wandb_mode(tracking, os.environ, say=warn)) as run:
-        if run is not None:
-            run.log_media(figures(storage, [name for name in written if name.endswith(".png")]), after_last=True)
-            print(f"figures logged to W&B: {run.where}")
+    try:
+        with results_run(tracking, storage, mode=mode) as run:
+            if run is not None:
+                run.log_media(figures(storage, [name for name in written if name.endswith(".png")]), after_last=True)
+                print(f"figures logged to W&B: {run.where}")
+    except Exception as error:  # the report itself is written
+        warn(f"W&B did not take the figures ({error!r})")
     return 0

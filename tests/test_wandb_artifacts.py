@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from rayspeed.config.preflight import wandb_mode
+from rayspeed.config.preflight import training_wandb_mode, wandb_mode
 from rayspeed.config.tracking import TrackingConfig
 from rayspeed.errors import ConfigError
 from rayspeed.trainers.checkpoint_artifacts import CommittedCheckpoint, LoggedCheckpoints, checkpoints_to_log
@@ -17,8 +17,9 @@ from rayspeed.trainers.wandb_media import classification_media
 
 def kept(*steps_and_scores) -> list[CommittedCheckpoint]:
     """Ray's kept checkpoints ranked worst first, as (step, score) pairs."""
-    return [CommittedCheckpoint(name=f"step_{step:08d}", uri=f"/runs/x/step_{step:08d}", step=step, epoch=step / 10,
-                                score=score) for step, score in steps_and_scores]
+    return [CommittedCheckpoint(name=f"step_{step:08d}", path=f"/runs/x/step_{step:08d}",
+                                uri=f"/runs/x/step_{step:08d}", step=step, epoch=step / 10, score=score)
+            for step, score in steps_and_scores]
 
 
 def logged(result) -> list[tuple[int, list[str]]]:
@@ -100,5 +101,7 @@ def test_checkpoint_artifacts_need_wandb():
     assert TrackingConfig(mode="disabled").log_checkpoints is None  # the default alone is no error
     assert TrackingConfig().checkpoint_artifacts == "best"
     with pytest.raises(ConfigError, match="WANDB_MODE=disabled"):
-        wandb_mode(TrackingConfig(log_checkpoints="best"), {"WANDB_MODE": "disabled"}, say=print)
-    assert wandb_mode(TrackingConfig(), {"WANDB_MODE": "disabled"}, say=print) == "disabled"
+        training_wandb_mode(TrackingConfig(log_checkpoints="best"), {"WANDB_MODE": "disabled"}, say=print)
+    assert training_wandb_mode(TrackingConfig(), {"WANDB_MODE": "disabled"}, say=print) == "disabled"
+    # What is made of a finished run later (evaluate, export, report) logs no checkpoints.
+    assert wandb_mode(TrackingConfig(log_checkpoints="best"), {"WANDB_MODE": "disabled"}, say=print) == "disabled"

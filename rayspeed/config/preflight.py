@@ -57,13 +57,9 @@ def wandb_mode(tracking: TrackingConfig, env: Mapping[str, str], *, say: Callabl
     controller. `auto` that resolved to online records offline instead, and says so.
 
     Raises:
-        ConfigError: `online` (or WANDB_MODE=online) and no server answers, naming its URL; W&B
-            disabled by WANDB_MODE while the config asks for checkpoint artifacts.
+        ConfigError: `online` (or WANDB_MODE=online) and no server answers, naming its URL.
     """
     mode = tracking.mode_in(env)
-    if mode == "disabled" and tracking.log_checkpoints not in (None, "none"):
-        raise ConfigError(f"tracking.log_checkpoints: {tracking.log_checkpoints} logs checkpoints to W&B, but "
-                          "WANDB_MODE=disabled turns W&B off: unset it or set tracking.log_checkpoints: none")
     if mode != "online":
         return mode
     url = env.get("WANDB_BASE_URL") or WANDB_DEFAULT_URL
@@ -78,6 +74,19 @@ def wandb_mode(tracking: TrackingConfig, env: Mapping[str, str], *, say: Callabl
     raise ConfigError(f"tracking.mode: online, but the W&B server at {url} ({where}) does not answer: {problem}. "
                       "Set tracking.mode: offline (or WANDB_MODE=offline) to record the run locally and "
                       "`wandb sync` it later")
+
+
+def training_wandb_mode(tracking: TrackingConfig, env: Mapping[str, str], *, say: Callable[[str], None]) -> str:
+    """`wandb_mode` for a verb that trains, where checkpoint artifacts need W&B.
+
+    Raises:
+        ConfigError: as `wandb_mode`; or WANDB_MODE=disabled while the config asks for checkpoint artifacts.
+    """
+    mode = wandb_mode(tracking, env, say=say)
+    if mode == "disabled" and tracking.log_checkpoints not in (None, "none"):
+        raise ConfigError(f"tracking.log_checkpoints: {tracking.log_checkpoints} logs checkpoints to W&B, but "
+                          "WANDB_MODE=disabled turns W&B off: unset it or set tracking.log_checkpoints: none")
+    return mode
 
 
 def _unanswered(url: str) -> str | None:

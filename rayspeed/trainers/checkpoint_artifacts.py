@@ -10,12 +10,12 @@ checkpoint is one version: what a run logged before a restart is known (`LoggedC
 not logged again.
 """
 
-import contextlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
+
+import pyarrow.fs as pafs
 
 from rayspeed.config.data import has_uri_scheme
 from rayspeed.config.redact import redact_uri
@@ -30,6 +30,7 @@ class CommittedCheckpoint:
     """A checkpoint Ray Train committed and still keeps."""
 
     name: str  # its directory name, step_00000040
+    path: str  # its path in the run's storage filesystem
     uri: str  # where it lives: a local path, or s3://bucket/... (no query)
     step: int
     epoch: float
@@ -54,7 +55,7 @@ def ranked_checkpoints(reported: Iterable[tuple[str, dict]], collection: Checkpo
     """Ray's kept checkpoints (`get_all_reported_checkpoints`: worst first, best last) from their
     paths in the run's storage and their reported metrics."""
     metric = collection.score_metric
-    return [CommittedCheckpoint(name=path.rstrip("/").rsplit("/", 1)[-1], uri=collection.storage.uri(path),
+    return [CommittedCheckpoint(name=path.rstrip("/").rsplit("/", 1)[-1], path=path, uri=collection.storage.uri(path),
                                 step=int(metrics["step"]), epoch=float(metrics.get("epoch", 0.0)),
                                 score=metrics.get(metric) if metric else None)
             for path, metrics in reported]
@@ -77,20 +78,33 @@ def checkpoints_to_log(ranked: list[CommittedCheckpoint], *, policy: str, logged
 
 def checkpoint_artifact(checkpoint: CommittedCheckpoint, collection: CheckpointCollection):
     """The artifact of one checkpoint: its metadata (step, epoch, score) and its files, or a reference
-    to them with each object's checksum (ETag) when they live in object storage."""
+    to them with each object's checksum (ETag) when they live in object storage. None when the
+    checkpoint is gone (`checkpoint.keep` deleted it after Ray listed it)."""
     import wandb
 
+    if collection.storage.filesystem.get_file_info(checkpoint.path).type == pafs.FileType.NotFound:
+        return None
     metadata = {"checkpoint": checkpoint.name, "step": checkpoint.step, "epoch": checkpoint.epoch,
                 "uri": redact_uri(checkpoint.uri)}
     if collection.score_metric and checkpoint.score is not None:
         metadata[collection.score_metric] = checkpoint.score
     artifact = wandb.Artifact(collection.name, type=ARTIFACT_TYPE, metadata=metadata)
     if has_uri_scheme(checkpoint.uri):
-        with _object_store_endpoint(collection.storage.storage_uri):
-            artifact.add_reference(checkpoint.uri.rstrip("/") + "/", checksum=True)
+        artifact.add_reference(checkpoint.uri.rstrip("/") + "/", checksum=True)
     else:
-        artifact.add_dir(checkpoint.uri)
-    return artifact
+        # Copied to W&B's staging directory until uploaded (offline: until `wandb sync`), not cached after.
+        artifact.add_dir(checkpoint.uri, skip_cache=True)
+    return artifact if artifact.manifest.entries else None
+
+
+def object_store_endpoint(storage_uri: str) -> dict[str, str]:
+    """`s3://b/x?endpoint_override=host:port&scheme=http` (pyarrow's options) as the variable where
+    W&B's S3 handler (boto3) finds an S3-compatible server; empty without an override."""
+    options = dict(parse_qsl(storage_uri.partition("?")[2]))
+    override = options.get("endpoint_override")
+    if not override:
+        return {}
+    return {ENDPOINT_ENV: override if "://" in override else f"{options.get('scheme', 'https')}://{override}"}
 
 
 @dataclass
@@ -99,6 +113,11 @@ class LoggedCheckpoints:
 
     names: set[str]
     best: str | None = None
+
+    def forget(self, names: list[str]) -> None:
+        """Checkpoints set aside as damaged: a new checkpoint of the same name is another version."""
+        self.names -= set(names)
+        self.best = None if self.best in names else self.best
 
     def add(self, name: str, aliases: list[str]) -> None:
         self.names.add(name)
@@ -119,17 +138,3 @@ class LoggedCheckpoints:
         return logged
 
 
-@contextlib.contextmanager
-def _object_store_endpoint(storage_uri: str):
-    """`s3://b/x?endpoint_override=host:port&scheme=http` (pyarrow's options) as boto3's endpoint for
-    W&B's S3 handler, unless the environment names one already."""
-    options = dict(parse_qsl(storage_uri.partition("?")[2]))
-    override = options.get("endpoint_override")
-    if not override or os.environ.get(ENDPOINT_ENV):
-        yield
-        return
-    os.environ[ENDPOINT_ENV] = override if "://" in override else f"{options.get('scheme', 'https')}://{override}"
-    try:
-        yield
-    finally:
-        os.environ.pop(ENDPOINT_ENV, None)

@@ -59,7 +59,10 @@ def evaluate_checkpoint(cfg: ExperimentConfig, storage: RunStorage, *, split: st
     folder = storage.unused(EVALUATION_DIR, f"{source['checkpoint']}-{split}")  # an earlier one is kept
     storage.write(json.dumps(scores, indent=2), folder, METRICS_NAME)
     storage.write(_parquet(rows, fitted), folder, PREDICTIONS_NAME)
-    _to_wandb(cfg, storage, scores, mode=wandb_mode)
+    try:
+        _to_wandb(cfg, storage, scores, mode=wandb_mode)
+    except Exception as error:  # the evaluation itself is written
+        warn(f"W&B did not take the scores ({error!r}); they are in {storage.display(folder)}")
     return Evaluation(scores=scores, directory=storage.display(folder))
 
 

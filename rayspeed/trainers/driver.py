@@ -98,14 +98,15 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     _save_once(storage, INPUT_SPEC_FILE, spec.to_dict())
     _save_once(storage, DATA_REPORT_FILE, prepared.report())
     metrics = MetricsLog(storage)
+    set_aside = set_aside_damaged(storage, warn=notes) if start.resuming else []
     if start.resuming:
-        set_aside_damaged(storage, warn=notes)
         metrics.append(_rows_of_latest_checkpoint(storage))  # a driver killed before committing them
     if stop_requested is not None and stop_requested.is_set():  # during data preparation: nothing to save
         raise RunStopped("the run stopped before its workers started: continue it with --resume")
     sink = _wandb_sink(cfg, storage, run_id=start.wandb_run_id, mode=wandb_mode, labels=wandb_labels or {},
                        data_report=prepared.report())
     sink.start()
+    sink.forget_checkpoints(set_aside)  # a new checkpoint of the same step is another version
     if sink.where:
         notes(f"W&B: {sink.where}")
     sink.log(metrics.rows)  # a resumed run: what a killed driver's W&B may have lost (see tracking)
@@ -131,27 +132,30 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
         _finish_wandb(sink, failed=recorder.wandb_failed, kept=_kept_checkpoints(result), media=dict)
         raise RunStopped(f"the run stopped after a checkpoint at step {last['step']} of {plan.total_steps}: "
                          "continue it with --resume")
-    best, best_metrics = _best_checkpoint(result, storage)
-    summary = summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
-                        baselines=prepared.baselines, wandb=sink.where)
+    try:
+        best, best_metrics = _best_checkpoint(result, storage)
+        summary = summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
+                            baselines=prepared.baselines, wandb=sink.where)
+    except BaseException:
+        _close_quietly(sink.finish)
+        raise
     _finish_wandb(sink, failed=recorder.wandb_failed, kept=_kept_checkpoints(result),
                   media=lambda: _run_media(storage, metrics.rows, classes=spec.classes) if sink.where else {})
     return summary
 
 
-def _finish_wandb(sink, *, failed: bool, kept: list[tuple[str, dict]], media: Callable[[], dict]) -> None:
+def _finish_wandb(sink: WandbSink | NullSink, *, failed: bool, kept: list[tuple[str, dict]],
+                  media: Callable[[], dict]) -> None:
     """The checkpoints the run keeps that W&B lacks (a rank 0 lost before it told the driver) and the
     run's results, then the W&B run closed. A W&B that failed is only closed: its service may have had
     the SIGTERM too. W&B's errors here go to the run log: the run itself succeeded."""
     if not failed:
-        try:
-            sink.log_checkpoints(kept)
-            sink.log_media(media(), after_last=False)
-        except Exception as error:
-            print(f"[rayspeed] W&B did not take the run's checkpoints or results ({error!r})", flush=True)
-        else:
-            sink.finish()
-            return
+        for what, log in (("checkpoints", lambda: sink.log_checkpoints(kept)),
+                          ("results", lambda: sink.log_media(media(), after_last=False))):
+            try:
+                log()
+            except Exception as error:
+                print(f"[rayspeed] W&B did not take the run's {what} ({error!r})", flush=True)
     _close_quietly(sink.finish)
 
 

@@ -123,7 +123,7 @@ class Worker:
         self.eval_rows = (cfg.batch.micro_batch_per_worker * self.world if spec.task == "language_modeling"
                           else EVAL_ROWS)
         self.channel = channel
-        self.rows_out = channel if self.rank == 0 else NullChannel()  # rank 0's rows speak for all
+        self.rows_out = channel if self.rank == 0 else NullChannel()  # rank 0's rows (and checkpoints) speak for all
         self.artifacts = artifacts
         self.gate = gate  # a Tune trial's: wait for Tune's decision at every epoch end
         self.checkpoints = checkpoints  # (filesystem, the run directory Ray writes checkpoints into)
@@ -223,8 +223,7 @@ class Worker:
                 self.rows_out.flush()
                 ranked = self._unranked(row) if requested and not plan.is_checkpoint(step) else row
                 kept = report_checkpoint({**ranked, "rows": list(self.rows)}, saved, step=step)
-                if self.rank == 0:
-                    self.channel.send_checkpoints(kept)
+                self.rows_out.send_checkpoints(kept)
             self.rows = []
         else:
             self._send(row)

@@ -55,9 +55,12 @@ class Channel:
 
 
 class NullChannel:
-    """What ranks other than 0 send rows to."""
+    """What ranks other than 0 send rows and checkpoint lists to."""
 
     def send_rows(self, rows: list[dict]) -> None:
+        pass
+
+    def send_checkpoints(self, kept: list[tuple[str, dict]]) -> None:
         pass
 
     def flush(self) -> None:
@@ -80,6 +83,7 @@ class RunRecorder:
         self._error: BaseException | None = None
         self._continued_from = 0  # the latest checkpoint step a worker group restored
         self.wandb_failed = False  # W&B refused rows at least once: close it without failing the run
+        self._checkpoints_failed = False
         self._gap_error: ContinuityError | None = None
 
     def start(self) -> None:
@@ -126,7 +130,7 @@ class RunRecorder:
             if kind == "rows":
                 self._commit(payload)
             elif kind == "checkpoints":
-                self._to_wandb(self._sink.log_checkpoints, payload)
+                self._log_checkpoints(payload)
             else:
                 self._on_event(payload)
 
@@ -138,7 +142,7 @@ class RunRecorder:
             for observer in self._observers:
                 observer.on_note(gap)
         new = self._metrics.append(rows)
-        self._to_wandb(self._sink.log, new)
+        self._log_to_wandb(new)
         for row in new:
             step = row["step"]
             for observer in self._observers:
@@ -146,17 +150,28 @@ class RunRecorder:
                 observer.on_row(row, epoch_end=step == 0 or self._plan.is_epoch_end(step),
                                 checkpoint=self._plan.is_checkpoint(step))
 
-    def _to_wandb(self, log, payload) -> None:
-        """W&B follows metrics.jsonl and the checkpoints as long as it can: when it fails (its service had
-        the SIGTERM sent to the driver's process group, a network error) the run goes on; W&B gets every
-        row after the last it took, and the checkpoints it lacks, at the next commit or from a resumed run."""
+    def _log_to_wandb(self, rows: list[dict]) -> None:
+        """W&B follows metrics.jsonl as long as it can: when it fails (its service had the SIGTERM sent to
+        the driver's process group, a network error) the file goes on; W&B gets every row after the last
+        it took at the next commit, or from a resumed run."""
         try:
-            log(payload)
+            self._sink.log(rows)
         except Exception as error:
             if not self.wandb_failed:
-                print(f"[rayspeed] W&B did not take the rows after step {self._sink.logged_step} or a checkpoint "
-                      f"({error!r}); the run directory keeps them, and they are sent again", flush=True)
+                print(f"[rayspeed] W&B did not take the rows after step {self._sink.logged_step} ({error!r}); "
+                      "metrics.jsonl keeps them, and they are sent again", flush=True)
             self.wandb_failed = True
+
+    def _log_checkpoints(self, kept: list[tuple[str, dict]]) -> None:
+        """W&B's checkpoint artifacts: a failure (a missing object-storage client, a checkpoint Ray
+        deleted meanwhile) is told once; the rows go on, and the next commit offers the kept ones again."""
+        try:
+            self._sink.log_checkpoints(kept)
+        except Exception as error:
+            if not self._checkpoints_failed:
+                print(f"[rayspeed] W&B did not take a checkpoint artifact ({error!r}); it is offered again at the "
+                      "next checkpoint", flush=True)
+            self._checkpoints_failed = True
 
     def _gap(self, rows: list[dict]) -> str | None:
         """Every step the plan logs after the step training continued from must arrive, in order; what

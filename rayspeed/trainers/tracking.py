@@ -12,6 +12,7 @@ workers and the Train controller never need it.
 
 import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from rayspeed.trainers.checkpoint_artifacts import (
     checkpoint_artifact,
     checkpoints_to_log,
     collection_name,
+    object_store_endpoint,
     ranked_checkpoints,
 )
 
@@ -66,6 +68,7 @@ class WandbSink:
         self._settings = settings
         self.logged_step = -1  # step 0 may be logged: the score before training (`model.init_from`)
         self._logged_checkpoints: LoggedCheckpoints | None = None  # read from W&B at the first checkpoint
+        self._set_aside: list[str] = []
         self._run = None
 
     def start(self) -> None:
@@ -78,6 +81,9 @@ class WandbSink:
                                mode=settings.mode, id=settings.run_id, name=settings.name, resume="allow",
                                dir=settings.dir, config=settings.config, job_type=settings.job_type)
         self._run.summary.update(settings.summary)
+        if settings.log_checkpoints != "none":  # for references to checkpoints in S3; before any thread reads it
+            for key, value in object_store_endpoint(settings.checkpoints.storage.storage_uri).items():
+                os.environ.setdefault(key, value)
         if settings.mode == "offline":
             self.logged_step = wandb_records.last_step(self._wandb_dir, settings.run_id)
         else:
@@ -112,11 +118,18 @@ class WandbSink:
             return
         if self._logged_checkpoints is None:
             self._logged_checkpoints = LoggedCheckpoints.of(self._earlier_artifacts(), settings.checkpoints.name)
+            self._logged_checkpoints.forget(self._set_aside)
         ranked = ranked_checkpoints(kept, settings.checkpoints)
         chosen = checkpoints_to_log(ranked, policy=settings.log_checkpoints, logged=self._logged_checkpoints)
         for checkpoint, aliases in chosen:
-            self._run.log_artifact(checkpoint_artifact(checkpoint, settings.checkpoints), aliases=aliases)
-            self._logged_checkpoints.add(checkpoint.name, aliases)
+            if (artifact := checkpoint_artifact(checkpoint, settings.checkpoints)) is not None:
+                self._run.log_artifact(artifact, aliases=aliases)
+                self._logged_checkpoints.add(checkpoint.name, aliases)
+
+    def forget_checkpoints(self, names: list[str]) -> None:
+        """Checkpoints a resumed run set aside as damaged (`runs.checkpoint_recovery`): their artifacts
+        hold other weights than a new checkpoint of the same name."""
+        self._set_aside = list(names)
 
     def log_media(self, media: dict, *, after_last: bool) -> None:
         """Charts, tables and images: with the last row logged (at the end of training), or on a step
@@ -181,6 +194,9 @@ class NullSink:
         pass
 
     def log_checkpoints(self, ranked: list) -> None:
+        pass
+
+    def forget_checkpoints(self, names: list[str]) -> None:
         pass
 
     def log_media(self, media: dict, *, after_last: bool) -> None:

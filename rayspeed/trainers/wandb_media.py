@@ -21,8 +21,14 @@ def classification_media(prefix: str, confusion: list[list[int]], classes: list,
     table = wandb.Table(columns=list(PER_CLASS_COLUMNS),
                         data=[[name, *(scores[column] for column in PER_CLASS_COLUMNS[1:])]
                               for name, scores in per_class.items()])
-    chart = wandb.plot.confusion_matrix(y_true=actual.tolist(), preds=predicted.tolist(), class_names=names,
-                                        title=f"{prefix}: confusion matrix")
+    # W&B's confusion-matrix chart over the matrix's cells (wandb.plot.confusion_matrix would count
+    # every row again in Python).
+    cells = wandb.Table(columns=["Actual", "Predicted", "nPredictions"],
+                        data=[[names[i], names[j], int(count)] for i, row in enumerate(confusion)
+                              for j, count in enumerate(row)])
+    chart = wandb.plot_table("wandb/confusion_matrix/v1", cells,
+                             {"Actual": "Actual", "Predicted": "Predicted", "nPredictions": "nPredictions"},
+                             {"title": f"{prefix}: confusion matrix"})
     return {f"{prefix}/confusion_matrix": chart, f"{prefix}/per_class": table}
 
 

@@ -38,8 +38,9 @@ def log_sweep(cfg: ExperimentConfig, storage: RunStorage, summary: SweepSummary,
         where = sink.where
         sink.log_media({"sweep/trials": trial_table(summary.trials, metric=cfg.tune.metric),
                         **figures(storage, [SWEEP_VALUES_FILE, SWEEP_CURVES_FILE])}, after_last=True)
-        if (checkpoint := _best_checkpoint(cfg, storage, best)) is not None:
-            sink.log_artifact(checkpoint_artifact(*checkpoint), aliases=[SWEEP_BEST])
+        checkpoint = _best_checkpoint(cfg, storage, best)
+        if checkpoint is not None and (artifact := checkpoint_artifact(*checkpoint)) is not None:
+            sink.log_artifact(artifact, aliases=[SWEEP_BEST])
     finally:
         sink.finish()
     return where
@@ -69,7 +70,8 @@ def _best_checkpoint(cfg: ExperimentConfig, storage: RunStorage, best: dict
         return None
     metrics = run_summary["best_metrics"]
     metric = cfg.checkpoint.score_metric
-    checkpoint = CommittedCheckpoint(name=best["checkpoint"].rstrip("/").rsplit("/", 1)[-1], uri=best["checkpoint"],
+    name = best["checkpoint"].rstrip("/").rsplit("/", 1)[-1]
+    checkpoint = CommittedCheckpoint(name=name, path=run.join(name), uri=best["checkpoint"],
                                      step=int(metrics["step"]), epoch=float(metrics.get("epoch", 0.0)),
                                      score=metrics.get(metric) if metric else None)
     collection = CheckpointCollection(name=collection_name(run.name, json.loads(identity)["wandb_run_id"]),
