@@ -98,7 +98,6 @@ def test_zero2_run_learns_and_records_everything_once(tmp_path, ray_address, cap
     assert {(int(a), int(p)): n for a, p, n in chart["data"]} == {
         (i, j): n for i, row in enumerate(rows[-1]["test_confusion"]) for j, n in enumerate(row)}
     assert len(logged_table(directory / "wandb", run_id, "test/per_class")["data"]) == 10
-    assert {"figures/loss_curves/path", "figures/confusion_matrix/path"} <= set(logged[-1])
     assert summary.wandb.startswith(f"offline; upload it with `wandb sync {directory / 'wandb'}/offline-run-*-")
 
     preprocessing = json.loads((directory / "preprocessing.json").read_text())

@@ -23,10 +23,8 @@ from rayspeed.errors import RunStopped, TrainingFailed
 from rayspeed.runs.checkpoint_recovery import set_aside_damaged
 from rayspeed.runs.guard import RunStart
 from rayspeed.runs.layout import (
-    CONFUSION_MATRIX_FILE,
     DATA_REPORT_FILE,
     INPUT_SPEC_FILE,
-    LOSS_CURVES_FILE,
     PREPROCESSING_FILE,
     RAY_SNAPSHOT,
     WARM_START_DIR,
@@ -45,7 +43,7 @@ from rayspeed.trainers.recorder import RunRecorder
 from rayspeed.trainers.run_control import RunControl
 from rayspeed.trainers.tracking import NullSink, WandbSink, data_summary, run_wandb_settings
 from rayspeed.trainers.transfer import planned_adoption, read_initial_weights
-from rayspeed.trainers.wandb_media import classification_media, figures
+from rayspeed.trainers.wandb_media import classification_media
 
 # How often Ray Train's controller polls the workers (Ray's default: 2 s), so also how long a reported
 # checkpoint waits to be committed (report_checkpoint waits for it).
@@ -107,8 +105,9 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
                        data_report=prepared.report())
     sink.start()
     sink.forget_checkpoints(set_aside)  # a new checkpoint of the same step is another version
-    if sink.where:
-        notes(f"W&B: {sink.where}")
+    where = sink.where
+    if where:
+        notes(f"W&B: {where}")
     sink.log(metrics.rows)  # a resumed run: what a killed driver's W&B may have lost (see tracking)
     recorder = RunRecorder(metrics, sink, plan, world=cfg.scaling.num_workers, observers=list(observers))
     control = RunControl(stop_requested=stop_requested, grace_s=cfg.run.stop_grace_s,
@@ -128,20 +127,15 @@ def fit(cfg: ExperimentConfig, *, storage: RunStorage, start: RunStart, wandb_mo
     control.close()
     recorder.stop()
     last = result.metrics or {}  # the workers' last report: the stop checkpoint's
+    # W&B first: a Tune trial's actor may end soon after its run does.
+    _finish_wandb(sink, failed=recorder.wandb_failed, kept=_kept_checkpoints(result),
+                  media=lambda: _test_media(metrics.rows, classes=spec.classes))
     if last.get("stop_requested") and not last.get("done"):
-        _finish_wandb(sink, failed=recorder.wandb_failed, kept=_kept_checkpoints(result), media=dict)
         raise RunStopped(f"the run stopped after a checkpoint at step {last['step']} of {plan.total_steps}: "
                          "continue it with --resume")
-    try:
-        best, best_metrics = _best_checkpoint(result, storage)
-        summary = summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
-                            baselines=prepared.baselines, wandb=sink.where)
-    except BaseException:
-        _close_quietly(sink.finish)
-        raise
-    _finish_wandb(sink, failed=recorder.wandb_failed, kept=_kept_checkpoints(result),
-                  media=lambda: _run_media(storage, metrics.rows, classes=spec.classes) if sink.where else {})
-    return summary
+    best, best_metrics = _best_checkpoint(result, storage)
+    return summarize(storage, best_checkpoint=best, best_metrics=best_metrics, classes=spec.classes,
+                     baselines=prepared.baselines, wandb=where)
 
 
 def _finish_wandb(sink: WandbSink | NullSink, *, failed: bool, kept: list[tuple[str, dict]],
@@ -167,13 +161,10 @@ def _kept_checkpoints(result) -> list[tuple[str, dict]]:
     return kept
 
 
-def _run_media(storage: RunStorage, rows: list[dict], *, classes: list) -> dict:
-    """The test split's confusion chart and per-class table (classification), and the summary's figures."""
-    media = figures(storage, [LOSS_CURVES_FILE, CONFUSION_MATRIX_FILE])
+def _test_media(rows: list[dict], *, classes: list) -> dict:
+    """The test split's confusion chart and per-class table (a classification that ended with a test)."""
     confusion = rows[-1].get("test_confusion") if rows else None
-    if confusion:
-        media |= classification_media("test", confusion, classes)
-    return media
+    return classification_media("test", confusion, classes) if confusion else {}
 
 
 def _run(trainer, *, max_failures: int):

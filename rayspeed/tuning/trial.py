@@ -145,7 +145,8 @@ class TrialRun(tune.Trainable):
         try:
             fit(cfg, storage=storage, start=start, wandb_mode=self.sweep.wandb_mode,
                 observers=[_EpochFeed(self._events)], gate=self._gate, wandb_labels=labels)
-        except BaseException as error:  # re-raised by step(), in the actor's thread
+        except BaseException as error:  # re-raised by step(), in the actor's thread; a stopped trial's, logged
+            print(f"[rayspeed] trial {self.trial_id}: {error!r}", flush=True)
             self._events.put(("error", error))
         else:
             self._events.put(("end", None))
