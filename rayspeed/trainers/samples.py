@@ -7,7 +7,7 @@ from rayspeed.datasets.tokenizing import Tokenizer
 
 SAMPLES = 3
 PROMPT_TOKENS = 16
-NEW_TOKENS = 48
+NEW_TOKENS = 32
 
 
 def first_prompts(iterator, *, device) -> torch.Tensor:
