@@ -21,6 +21,7 @@ def log_export(tracking: TrackingConfig, storage: RunStorage, *, out: Path, sour
 
         artifact = wandb.Artifact(f"{ARTIFACT_TYPE}-{storage.name}-{run.run_id}", type=ARTIFACT_TYPE,
                                   metadata={**source, "input_spec": input_spec})
-        artifact.add_dir(str(out))
+        for path in sorted(out.iterdir()):  # file by file: add_dir would print a line of its own
+            artifact.add_file(str(path))
         run.log_artifact(artifact, aliases=[source["checkpoint"]], registry=registry)
         return run.where

@@ -11,6 +11,7 @@ workers and the Train controller never need it.
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class WandbSettings:
     summary: dict = field(default_factory=dict)  # flat `data/...` counts, set once in the run's summary
     log_checkpoints: str = "none"  # tracking.log_checkpoints, its default filled in
     job_type: str | None = None  # `sweep` for a sweep's own run beside its trials
+    silent: bool = False  # no W&B lines on the console: a verb whose output is not a run's log
     checkpoints: CheckpointCollection | None = None
 
 
@@ -79,7 +81,8 @@ class WandbSink:
         Path(settings.dir).mkdir(parents=True, exist_ok=True)
         self._run = wandb.init(project=settings.project, entity=settings.entity, group=settings.group,
                                mode=settings.mode, id=settings.run_id, name=settings.name, resume="allow",
-                               dir=settings.dir, config=settings.config, job_type=settings.job_type)
+                               dir=settings.dir, config=settings.config, job_type=settings.job_type,
+                               settings=wandb.Settings(silent=settings.silent))
         self._run.summary.update(settings.summary)
         if settings.log_checkpoints != "none":  # for references to checkpoints in S3; before any thread reads it
             for key, value in object_store_endpoint(settings.checkpoints.storage.storage_uri).items():
@@ -173,8 +176,9 @@ def results_run(tracking: TrackingConfig, storage: RunStorage, *, mode: str, sum
     if mode == "disabled" or identity is None:
         yield None
         return
-    sink = WandbSink(run_wandb_settings(tracking, storage, run_id=json.loads(identity)["wandb_run_id"], mode=mode,
-                                        config={}, summary=summary or {}))
+    settings = run_wandb_settings(tracking, storage, run_id=json.loads(identity)["wandb_run_id"], mode=mode,
+                                  config={}, summary=summary or {})
+    sink = WandbSink(dataclasses.replace(settings, silent=True))  # the verb says where the run is
     sink.start()
     try:
         yield sink
