@@ -64,6 +64,12 @@ def claim_run(cfg: ExperimentConfig, storage: RunStorage) -> RunStart:
     return RunStart(True, f"resuming run '{cfg.run.name}' from its latest checkpoint at {where}", run_id)
 
 
+def claimed_wandb_run_id(storage: RunStorage) -> str | None:
+    """The W&B run id a run (or sweep) directory was claimed with; None for a directory never claimed."""
+    identity = storage.read_text(IDENTITY_FILE)
+    return json.loads(identity)["wandb_run_id"] if identity is not None else None
+
+
 def release_claim(storage: RunStorage) -> bool:
     """Frees the name of a new run that failed before it trained (a config or data error found once
     Ray had read the data): removes its directory unless it holds a checkpoint or metrics."""

@@ -45,9 +45,9 @@ class CheckpointCollection:
     score_metric: str | None
     storage: RunStorage  # the run's: its checkpoints' URIs, and an S3 endpoint in its query
 
-
-def collection_name(run_name: str, run_id: str) -> str:
-    return f"{ARTIFACT_TYPE}-{run_name}-{run_id}"
+    @classmethod
+    def of(cls, storage: RunStorage, *, run_id: str, score_metric: str | None) -> "CheckpointCollection":
+        return cls(name=f"{ARTIFACT_TYPE}-{storage.name}-{run_id}", score_metric=score_metric, storage=storage)
 
 
 def ranked_checkpoints(reported: Iterable[tuple[str, dict]], collection: CheckpointCollection

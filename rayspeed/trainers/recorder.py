@@ -82,8 +82,7 @@ class RunRecorder:
         self._thread = threading.Thread(target=self._drain, name="rayspeed-recorder", daemon=True)
         self._error: BaseException | None = None
         self._continued_from = 0  # the latest checkpoint step a worker group restored
-        self.wandb_failed = False  # W&B refused rows at least once: close it without failing the run
-        self._checkpoints_failed = False
+        self._wandb_failures: set[str] = set()  # "rows", "checkpoints"
         self._gap_error: ContinuityError | None = None
 
     def start(self) -> None:
@@ -130,7 +129,8 @@ class RunRecorder:
             if kind == "rows":
                 self._commit(payload)
             elif kind == "checkpoints":
-                self._log_checkpoints(payload)
+                self._to_wandb("checkpoints", self._sink.log_checkpoints, payload, lost="a checkpoint artifact",
+                               then="it is offered again at the next checkpoint")
             else:
                 self._on_event(payload)
 
@@ -142,7 +142,8 @@ class RunRecorder:
             for observer in self._observers:
                 observer.on_note(gap)
         new = self._metrics.append(rows)
-        self._log_to_wandb(new)
+        self._to_wandb("rows", self._sink.log, new, lost=f"the rows after step {self._sink.logged_step}",
+                       then="metrics.jsonl keeps them, and they are sent again")
         for row in new:
             step = row["step"]
             for observer in self._observers:
@@ -150,28 +151,23 @@ class RunRecorder:
                 observer.on_row(row, epoch_end=step == 0 or self._plan.is_epoch_end(step),
                                 checkpoint=self._plan.is_checkpoint(step))
 
-    def _log_to_wandb(self, rows: list[dict]) -> None:
-        """W&B follows metrics.jsonl as long as it can: when it fails (its service had the SIGTERM sent to
-        the driver's process group, a network error) the file goes on; W&B gets every row after the last
-        it took at the next commit, or from a resumed run."""
+    def _to_wandb(self, kind: str, log, payload, *, lost: str, then: str) -> None:
+        """W&B follows metrics.jsonl and the checkpoints as long as it can; a failure of each kind is told
+        once, and the rest goes on. Rows: when W&B fails (its service had the SIGTERM sent to the driver's
+        process group, a network error) the file goes on, and W&B gets every row after the last it took at
+        the next commit, or from a resumed run. Checkpoints (a missing object-storage client, one Ray
+        deleted meanwhile): the next commit offers the kept ones again."""
         try:
-            self._sink.log(rows)
+            log(payload)
         except Exception as error:
-            if not self.wandb_failed:
-                print(f"[rayspeed] W&B did not take the rows after step {self._sink.logged_step} ({error!r}); "
-                      "metrics.jsonl keeps them, and they are sent again", flush=True)
-            self.wandb_failed = True
+            if kind not in self._wandb_failures:
+                print(f"[rayspeed] W&B did not take {lost} ({error!r}); {then}", flush=True)
+            self._wandb_failures.add(kind)
 
-    def _log_checkpoints(self, kept: list[tuple[str, dict]]) -> None:
-        """W&B's checkpoint artifacts: a failure (a missing object-storage client, a checkpoint Ray
-        deleted meanwhile) is told once; the rows go on, and the next commit offers the kept ones again."""
-        try:
-            self._sink.log_checkpoints(kept)
-        except Exception as error:
-            if not self._checkpoints_failed:
-                print(f"[rayspeed] W&B did not take a checkpoint artifact ({error!r}); it is offered again at the "
-                      "next checkpoint", flush=True)
-            self._checkpoints_failed = True
+    @property
+    def wandb_failed(self) -> bool:
+        """W&B refused rows at least once: close it without failing the run."""
+        return "rows" in self._wandb_failures
 
     def _gap(self, rows: list[dict]) -> str | None:
         """Every step the plan logs after the step training continued from must arrive, in order; what

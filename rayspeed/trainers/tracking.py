@@ -12,13 +12,13 @@ workers and the Train controller never need it.
 
 import contextlib
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rayspeed.config.tracking import TrackingConfig
-from rayspeed.runs.layout import IDENTITY_FILE, local_run_dir
+from rayspeed.runs.guard import claimed_wandb_run_id
+from rayspeed.runs.layout import local_run_dir
 from rayspeed.runs.storage import RunStorage
 from rayspeed.trainers import wandb_records
 from rayspeed.trainers.checkpoint_artifacts import (
@@ -26,7 +26,6 @@ from rayspeed.trainers.checkpoint_artifacts import (
     LoggedCheckpoints,
     checkpoint_artifact,
     checkpoints_to_log,
-    collection_name,
     object_store_endpoint,
     ranked_checkpoints,
 )
@@ -56,8 +55,7 @@ def run_wandb_settings(tracking: TrackingConfig, storage: RunStorage, *, run_id:
     """The settings of a run's one W&B run, for its training and for what is measured of it later."""
     # wandb.init(dir=D) writes into D/wandb/: the run directory's `wandb/` when storage is local.
     directory = storage.path if storage.is_local() else str(local_run_dir(storage.name))
-    checkpoints = CheckpointCollection(name=collection_name(storage.name, run_id), score_metric=score_metric,
-                                       storage=storage)
+    checkpoints = CheckpointCollection.of(storage, run_id=run_id, score_metric=score_metric)
     return WandbSettings(project=tracking.project, entity=tracking.entity, group=tracking.group, mode=mode,
                          run_id=run_id, name=storage.name, dir=directory, config=config, summary=summary,
                          log_checkpoints=tracking.checkpoint_artifacts, checkpoints=checkpoints, job_type=job_type)
@@ -172,12 +170,11 @@ class WandbSink:
 def results_run(tracking: TrackingConfig, storage: RunStorage, *, mode: str, summary: dict | None = None):
     """The run's own W&B run, resumed to add what is made of the run later (`evaluate`, `export`,
     `report`); None when W&B is disabled or the directory holds no W&B run."""
-    identity = storage.read_text(IDENTITY_FILE)
-    if mode == "disabled" or identity is None:
+    run_id = claimed_wandb_run_id(storage)
+    if mode == "disabled" or run_id is None:
         yield None
         return
-    settings = run_wandb_settings(tracking, storage, run_id=json.loads(identity)["wandb_run_id"], mode=mode,
-                                  config={}, summary=summary or {})
+    settings = run_wandb_settings(tracking, storage, run_id=run_id, mode=mode, config={}, summary=summary or {})
     sink = WandbSink(dataclasses.replace(settings, silent=True))  # the verb says where the run is
     sink.start()
     try:
@@ -193,6 +190,7 @@ class NullSink:
         pass
 
     where = ""
+    logged_step = -1
 
     def log(self, rows: list[dict]) -> None:
         pass

@@ -6,13 +6,14 @@ import json
 
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.redact import redact
-from rayspeed.runs.layout import IDENTITY_FILE, SUMMARY_FILE, SWEEP_CURVES_FILE, SWEEP_VALUES_FILE
+from rayspeed.runs.guard import claimed_wandb_run_id
+from rayspeed.runs.layout import SUMMARY_FILE, SWEEP_CURVES_FILE, SWEEP_VALUES_FILE
 from rayspeed.runs.storage import RunStorage
 from rayspeed.trainers.checkpoint_artifacts import (
     CheckpointCollection,
     CommittedCheckpoint,
     checkpoint_artifact,
-    collection_name,
+    ranked_checkpoints,
 )
 from rayspeed.trainers.tracking import WandbSink, run_wandb_settings
 from rayspeed.trainers.wandb_media import figures
@@ -24,12 +25,12 @@ SWEEP_BEST = "sweep-best"
 
 def log_sweep(cfg: ExperimentConfig, storage: RunStorage, summary: SweepSummary, *, mode: str) -> str:
     """Logs the finished sweep; returns where its W&B run is ("" with W&B disabled)."""
-    identity = storage.read_text(IDENTITY_FILE)
-    if mode == "disabled" or identity is None:
+    run_id = claimed_wandb_run_id(storage)
+    if mode == "disabled" or run_id is None:
         return ""
     best = summary.best or {}
     tracking = cfg.tracking.model_copy(update={"group": cfg.run.name})  # the group its trials log to
-    settings = run_wandb_settings(tracking, storage, run_id=json.loads(identity)["wandb_run_id"], mode=mode,
+    settings = run_wandb_settings(tracking, storage, run_id=run_id, mode=mode,
                                   config=redact(cfg.resolved_dict()), job_type="sweep",
                                   summary={f"best/{key}": value for key, value in best.get("metrics", {}).items()})
     sink = WandbSink(settings)
@@ -64,16 +65,10 @@ def _best_checkpoint(cfg: ExperimentConfig, storage: RunStorage, best: dict
     logs no checkpoints or kept none)."""
     if not best.get("checkpoint") or cfg.tracking.checkpoint_artifacts == "none":
         return None
-    run = storage.nested(TRIALS_FOLDER, best["checkpoint"].rstrip("/").rsplit("/", 2)[-2])
-    identity, run_summary = run.read_text(IDENTITY_FILE), json.loads(run.read_text(SUMMARY_FILE) or "{}")
-    if identity is None or not run_summary.get("best_metrics"):
+    run_name, name = best["checkpoint"].rstrip("/").rsplit("/", 2)[-2:]
+    run = storage.nested(TRIALS_FOLDER, run_name)
+    run_id, run_summary = claimed_wandb_run_id(run), json.loads(run.read_text(SUMMARY_FILE) or "{}")
+    if run_id is None or not run_summary.get("best_metrics"):
         return None
-    metrics = run_summary["best_metrics"]
-    metric = cfg.checkpoint.score_metric
-    name = best["checkpoint"].rstrip("/").rsplit("/", 1)[-1]
-    checkpoint = CommittedCheckpoint(name=name, path=run.join(name), uri=best["checkpoint"],
-                                     step=int(metrics["step"]), epoch=float(metrics.get("epoch", 0.0)),
-                                     score=metrics.get(metric) if metric else None)
-    collection = CheckpointCollection(name=collection_name(run.name, json.loads(identity)["wandb_run_id"]),
-                                      score_metric=metric, storage=run)
-    return checkpoint, collection
+    collection = CheckpointCollection.of(run, run_id=run_id, score_metric=cfg.checkpoint.score_metric)
+    return ranked_checkpoints([(run.join(name), run_summary["best_metrics"])], collection)[0], collection
