@@ -5,12 +5,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 os.environ.setdefault("WANDB_SILENT", "true")
+# W&B's staging copies of logged checkpoints (kept until a `wandb sync` that tests never run): not in $HOME.
+os.environ.setdefault("WANDB_DATA_DIR", tempfile.mkdtemp(prefix="rayspeed-tests-wandb-"))
 os.environ.pop("WANDB_API_KEY", None)  # tests run W&B offline: tracking.mode auto -> offline
 os.environ.pop("RAY_ADDRESS", None)
 
