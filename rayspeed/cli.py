@@ -16,19 +16,20 @@ from rayspeed.cli_k8s import add_k8s_parser
 from rayspeed.cli_results import add_results_parsers, warn
 from rayspeed.config import ExperimentConfig, load_config
 from rayspeed.config.preflight import importable_from, preflight, training_wandb_mode
-from rayspeed.config.redact import redact
+from rayspeed.config.redact import redact, redact_uri
 from rayspeed.errors import ClusterError, ConfigError, DataError, RayspeedError, RunStopped, TrainingFailed
 
 USER_ERROR_EXIT = 2
 STOPPED_EXIT = 128 + signal.SIGTERM
 INTERRUPTED_EXIT = 128 + signal.SIGINT
 _stopping: list[int] = []  # the SIGTERM the handler turned into a KeyboardInterrupt
-# What trials (Ray actors, possibly on other machines) need to reach W&B online.
-WANDB_ENV = ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_ENTITY")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    # Read by Ray (a driver's entrypoint, shown by the state API) and W&B (a run's metadata): an override
+    # that carries credentials (run.storage_path=s3://KEY:SECRET@...) is kept out of both.
+    sys.argv[1:] = [redact_uri(arg) for arg in sys.argv[1:]]
     try:
         return args.command(args)
     except KeyboardInterrupt:
@@ -92,7 +93,7 @@ def _train(args) -> int:
         terminal.say(start.message)
         return _fit_on_cluster(cfg, storage, start, terminal, address=args.address or os.environ.get("RAY_ADDRESS"),
                                code_dir=checked.code_dir, code_excludes=checked.code_excludes, env=os.environ,
-                               wandb_mode=mode)
+                               wandb_mode=mode, send_credentials=not args.cluster_credentials)
 
     # Found once Ray had read the data (a model that cannot be built, a split too small), or a cluster
     # that cannot be joined: a new run that never trained gives its name back, so a retry can use it.
@@ -125,14 +126,14 @@ def _in_run_log(storage, start, *, work, verbose: bool, give_back: tuple[type, .
 
 
 def _fit_on_cluster(cfg, storage, start, terminal, *, address: str | None, code_dir: str | None,
-                    code_excludes: list[str], env: Mapping[str, str], wandb_mode: str):
+                    code_excludes: list[str], env: Mapping[str, str], wandb_mode: str, send_credentials: bool):
     """Imports Ray and torch only here, once the config is valid and the run is claimed."""
     from rayspeed.cluster.connection import connect
     from rayspeed.runs.progress import ProgressDisplay
     from rayspeed.trainers.driver import fit
 
     with connect(cfg.scaling, address=address, env=env, code_dir=code_dir, code_excludes=code_excludes,
-                 storage_path=cfg.run.storage_path) as where:
+                 storage_path=cfg.run.storage_path, send_credentials=send_credentials) as where:
         stop_requested = threading.Event()
         signal.signal(signal.SIGTERM, _stop_gracefully(stop_requested))  # after ray.init, which installs its own
         terminal.say(f"cluster: {where}")
@@ -171,11 +172,11 @@ def _sweep_on_cluster(cfg, storage, start, terminal, *, args, code_dir: str | No
 
     address = args.address or env.get("RAY_ADDRESS")
     with connect(cfg.scaling, address=address, env=env, code_dir=code_dir, code_excludes=code_excludes,
-                 embedded_cpus=embedded_cpus(cfg), storage_path=cfg.run.storage_path) as where:
+                 embedded_cpus=embedded_cpus(cfg), storage_path=cfg.run.storage_path,
+                 send_credentials=not args.cluster_credentials) as where:
         signal.signal(signal.SIGTERM, _stop)
         terminal.say(f"cluster: {where}")
-        return sweep(cfg, storage=storage, resuming=start.resuming, wandb_mode=wandb_mode,
-                     wandb_env={key: env[key] for key in WANDB_ENV if key in env}, terminal=terminal,
+        return sweep(cfg, storage=storage, resuming=start.resuming, wandb_mode=wandb_mode, terminal=terminal,
                      retry_errored=args.retry_errored, where=where)
 
 
@@ -238,3 +239,6 @@ def _ray_arguments(parser: argparse.ArgumentParser, *, resume: str, verbose: str
     parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
     parser.add_argument("--resume", action="store_true", help=resume)
     parser.add_argument("--verbose", action="store_true", help=verbose)
+    parser.add_argument("--cluster-credentials", action="store_true",
+                        help="with --address: send none of this shell's credentials (WANDB_API_KEY, AWS_*); the "
+                             "cluster's processes use their own environment")

@@ -31,11 +31,6 @@ def _submit_parser(verbs) -> None:
     submit.add_argument("--driver-anywhere", action="store_true",
                         help="let Ray place the driver on any node (default: the head node, which lives as "
                              "long as the cluster; the Train controller runs next to the driver)")
-    key = submit.add_mutually_exclusive_group()
-    key.add_argument("--wandb-key-file", metavar="PATH",
-                     help="read the W&B API key for the job from this file (default: $WANDB_API_KEY)")
-    key.add_argument("--no-wandb-key", action="store_true",
-                     help="pass no W&B key: the cluster's own environment provides it")
     submit.set_defaults(command=_submit)
 
 
@@ -92,10 +87,9 @@ def _submit(args) -> int:
     if args.tune:
         cfg.require_tune(source=args.config, verb="rayspeed submit --tune")
     flags = [*(["--resume"] if args.resume else []), *(["--retry-errored"] if args.retry_errored else [])]
-    request = job_request(cfg.run, verb="tune" if args.tune else "train", config_file=args.config,
+    request = job_request(cfg, verb="tune" if args.tune else "train", config_file=args.config,
                           overrides=args.overrides, working_dir=os.getcwd(), flags=flags, env=os.environ,
-                          wandb_key=_wandb_key(args), driver_cpus=args.driver_cpus,
-                          driver_on_head=not args.driver_anywhere)
+                          driver_cpus=args.driver_cpus, driver_on_head=not args.driver_anywhere)
     client = JobsClient(jobs_address(args.address, os.environ), env=os.environ)
     job_id = client.submit(request)
     print(f"rayspeed: submitted job {job_id} to {client.url}: {request.describe()}", flush=True)
@@ -104,19 +98,6 @@ def _submit(args) -> int:
               f"`rayspeed jobs stop {job_id}`")
         return 0
     return _follow(client, job_id)
-
-
-def _wandb_key(args) -> str | None:
-    """The key for the job's driver: from a file or WANDB_API_KEY, never from the command line."""
-    if args.no_wandb_key:
-        return None
-    if args.wandb_key_file:
-        try:
-            with open(os.path.expanduser(args.wandb_key_file)) as key_file:
-                return key_file.read().strip() or None
-        except OSError as error:
-            raise ConfigError(f"--wandb-key-file: cannot read {args.wandb_key_file}: {error.strerror}") from None
-    return os.environ.get("WANDB_API_KEY")
 
 
 def _follow(client, job_id: str) -> int:

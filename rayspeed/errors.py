@@ -2,10 +2,19 @@
 
 
 class RayspeedError(Exception):
-    """Base of every error rayspeed raises on purpose; the CLI prints it without a traceback."""
+    """Base of every error rayspeed raises on purpose; the CLI prints it without a traceback.
+    Its text names files and URIs as given, so credentials in a URI are blanked when it is shown."""
 
     def __reduce__(self):
         return (type(self), self.args)
+
+    def __str__(self) -> str:
+        from rayspeed.config.redact import redact_text  # config imports this module
+
+        return redact_text(self._text())
+
+    def _text(self) -> str:
+        return super().__str__()
 
 
 class ConfigError(RayspeedError, ValueError):
@@ -16,7 +25,7 @@ class ConfigError(RayspeedError, ValueError):
         super().__init__(problems)
         self.problems = problems
 
-    def __str__(self) -> str:
+    def _text(self) -> str:
         return "\n".join(self.problems)
 
 

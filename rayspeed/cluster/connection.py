@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import ray
 
+from rayspeed.cluster.credentials import SECRET_ENV, credentials_hook, credentials_in
 from rayspeed.cluster.shared_storage import check_storage_is_shared
 from rayspeed.config.scaling import ScalingConfig
 from rayspeed.errors import ClusterError
@@ -21,10 +22,6 @@ CONNECT_TIMEOUT_S = 5.0
 # The Train controller collects reports at this interval and each worker's report queue holds one,
 # so Ray's default (2 s) stalls workers that report more often; Ray propagates it to the controller.
 CONTROLLER_POLL_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
-# Environment the workers need from the submitting shell when they run on another machine: object
-# storage credentials for checkpoints. W&B runs in the driver only, so its key is never forwarded.
-FORWARDED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
-                 "AWS_ENDPOINT_URL")
 # CPUs a submitted job's driver holds (`rayspeed submit` sets it): the workers cannot use them.
 DRIVER_CPUS_ENV = "RAYSPEED_DRIVER_CPUS"
 # Set by Ray Jobs in a submitted job's driver: the job's runtime_env already ships the code, and
@@ -39,24 +36,31 @@ CODE_EXCLUDES = [".git", "__pycache__", "*.pyc", "wandb", ".venv", "venv", "*.eg
 @contextlib.contextmanager
 def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, str],
             code_dir: str | None = None, code_excludes: Sequence[str] = (),
-            embedded_cpus: int | None = None, storage_path: str | None = None) -> Iterator[str]:
+            embedded_cpus: int | None = None, storage_path: str | None = None,
+            send_credentials: bool = True) -> Iterator[str]:
     """Ray for the duration of the block; yields a description of the cluster.
 
     Args:
         scaling: what the run will ask of the cluster.
         address: a Ray address (host:port, ray://..., auto), or None for an embedded local Ray.
-        env: the caller's environment, from which credentials are forwarded to remote workers.
+        env: the caller's environment, whose credentials (`credentials.SECRET_ENV`) go to the job's
+            processes on a cluster, outside the runtime_env.
         code_dir: a directory every process of the job gets as its working directory and on its
             Python path (Ray uploads it), e.g. where the user's model module lives.
         code_excludes: paths in `code_dir` not to upload (gitignore syntax), e.g. its data.
         embedded_cpus: logical CPUs of an embedded Ray, when one run's share is not the measure
             (a sweep: its concurrent trials); default `local_cpus(scaling)`.
         storage_path: run storage every node of a cluster must see (checked when joining one).
+        send_credentials: False when the cluster's processes have credentials of their own (the
+            environment of `ray start`, Kubernetes Secrets), which the caller's would replace.
     """
     for key, value in CONTROLLER_POLL_ENV.items():
         os.environ.setdefault(key, value)
-    shipping = (address or code_dir) and INSIDE_JOB_ENV not in env
-    runtime_env = job_runtime_env(env, code_dir=code_dir, excludes=code_excludes) if shipping else None
+    inside_job = INSIDE_JOB_ENV in env
+    # An embedded Ray's processes inherit this process's environment; a cluster's do not.
+    credentials = credentials_in(env) if send_credentials and (address or inside_job) else {}
+    runtime_env = job_runtime_env(code_dir=None if inside_job else code_dir, excludes=code_excludes,
+                                  credentials=credentials)
     if address:
         _check_reachable(address)
         try:
@@ -73,6 +77,8 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
                  runtime_env=runtime_env)
         where = "embedded local Ray"
     shipped = f", shipping {code_dir} to its workers" if runtime_env and "working_dir" in runtime_env else ""
+    if secrets := sorted(set(credentials) & set(SECRET_ENV)):
+        shipped += f", handing {', '.join(secrets)} to its processes through Ray's internal store"
     try:
         check_capacity(scaling, ray.cluster_resources(), [n["Resources"] for n in ray.nodes() if n["Alive"]],
                        where=where, driver_cpus=float(env.get(DRIVER_CPUS_ENV, 0)))
@@ -83,12 +89,12 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
         ray.shutdown()
 
 
-def job_runtime_env(env: Mapping[str, str], *, code_dir: str | None, excludes: Sequence[str] = ()) -> dict | None:
-    """Object-storage credentials for remote workers, and the user's code directory."""
+def job_runtime_env(*, code_dir: str | None, excludes: Sequence[str] = (),
+                    credentials: Mapping[str, str]) -> dict | None:
+    """The user's code directory, and the hook that gives every process of the job `credentials`."""
     runtime_env: dict = {}
-    forwarded = {key: env[key] for key in FORWARDED_ENV if key in env}
-    if forwarded:
-        runtime_env["env_vars"] = forwarded
+    if credentials:
+        runtime_env["worker_process_setup_hook"] = credentials_hook(credentials)
     if code_dir:
         runtime_env.update(working_dir=code_dir, excludes=[*CODE_EXCLUDES, *excludes])
     return runtime_env or None

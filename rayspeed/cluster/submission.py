@@ -1,10 +1,17 @@
 """What a submitted experiment asks of Ray Jobs: the entrypoint (`rayspeed train|tune` on the
 cluster), the runtime_env that ships the user's working directory and this rayspeed, the
-environment the job needs, where its driver runs, and metadata that finds it again.
+settings the job needs, where its driver runs, and metadata that finds it again.
+
+No credential goes with the job: Ray shows a job's runtime_env, entrypoint and metadata to anyone
+with the dashboard or state API, and keeps the shipped working directory on the nodes' disks. The
+job's driver uses the cluster's own environment (that of `ray start`, or Kubernetes Secrets) and
+hands it to the job's other processes (`cluster.credentials`).
 
 The experiment is validated here, at the edge, but its local paths are not checked: they are the
-cluster's. What would be lost on the cluster is refused now: a config outside the shipped working
-directory, and run storage inside the job's temporary copy of it.
+cluster's. What would be lost or leaked on the cluster is refused now: a config outside the shipped
+working directory, run storage inside the job's temporary copy of it, and credentials in the
+experiment's values (URIs with a password or `secret_key=`), which travel in the shipped file and
+the entrypoint.
 """
 
 import math
@@ -15,15 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import rayspeed
-from rayspeed.cluster.connection import CODE_EXCLUDES, DRIVER_CPUS_ENV, FORWARDED_ENV
+from rayspeed.cluster.connection import CODE_EXCLUDES, DRIVER_CPUS_ENV
+from rayspeed.cluster.credentials import SETTINGS_ENV
 from rayspeed.config.data import has_uri_scheme
+from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.preflight import path_inside
-from rayspeed.config.redact import redact_uri
-from rayspeed.config.run import RunConfig
+from rayspeed.config.redact import credential_fields
 from rayspeed.errors import ConfigError
 
-# W&B settings the job's driver needs; the key itself is passed separately (`wandb_key`).
-WANDB_SETTINGS_ENV = ("WANDB_BASE_URL", "WANDB_ENTITY", "WANDB_MODE")
 # Ray's own resource on the head node: the driver (and the Train controller pinned next to it) stays
 # on the node that lives as long as the cluster, not on a worker that may be preempted.
 HEAD_NODE_RESOURCE = "node:__internal_head__"
@@ -45,26 +51,31 @@ class JobRequest:
     entrypoint_resources: dict[str, float] | None
 
     def describe(self) -> str:
-        """The request without its environment values (secrets)."""
-        shipped = ", ".join(sorted(self.runtime_env.get("env_vars", {}))) or "none"
+        """What goes with the job, and where its credentials come from."""
+        shipped = ", ".join(sorted(self.runtime_env.get("env_vars", {})))
         return (f"entrypoint `{self.entrypoint}`, working dir {self.runtime_env['working_dir']}, "
-                f"environment variables passed: {shipped}")
+                f"environment variables passed: {shipped}; no credentials are sent: the job uses the cluster's "
+                "(the environment of `ray start`, or Kubernetes Secrets)")
 
 
-def job_request(run: RunConfig, *, verb: str, config_file: str, overrides: Sequence[str], working_dir: str,
-                flags: Sequence[str], env: Mapping[str, str], wandb_key: str | None, driver_cpus: float,
-                driver_on_head: bool) -> JobRequest:
+def job_request(cfg: ExperimentConfig, *, verb: str, config_file: str, overrides: Sequence[str], working_dir: str,
+                flags: Sequence[str], env: Mapping[str, str], driver_cpus: float, driver_on_head: bool) -> JobRequest:
     """Builds the submission of `rayspeed <verb> config_file overrides flags` from `working_dir`.
 
     Args:
-        run: the validated run section (its name and storage).
+        cfg: the validated experiment (with the overrides).
         flags: options of the verb on the cluster, e.g. ["--resume"].
-        env: the submitting shell's environment: object-storage credentials and W&B settings go along.
-        wandb_key: the W&B API key for the job's driver, or None to rely on the cluster's own.
+        env: the submitting shell's environment: where object storage and W&B are (never their
+            credentials) and the W&B mode go along.
 
     Raises:
-        ConfigError: the config is outside `working_dir`, or the run storage would not outlive the job.
+        ConfigError: the config is outside `working_dir`, the run storage would not outlive the job,
+            or a value carries credentials.
     """
+    if leaked := credential_fields(cfg.model_dump(mode="json")):
+        raise ConfigError([f"{path}: carries credentials, which Ray would show with the job; give them to the "
+                           "cluster's environment instead (`ray start`, or Kubernetes Secrets)" for path in leaked])
+    run = cfg.run
     working_dir = os.path.abspath(working_dir)
     config_path = os.path.abspath(config_file)
     if os.path.commonpath([config_path, working_dir]) != working_dir:
@@ -76,9 +87,7 @@ def job_request(run: RunConfig, *, verb: str, config_file: str, overrides: Seque
                           "temporary copy of the working directory and be lost. Use object storage "
                           "(s3://bucket/runs) or an absolute path every node shares")
     env_vars = {"RAY_JOB_STOP_WAIT_TIME_S": str(math.ceil(run.stop_grace_s + STOP_CLOSE_S)),  # Ray reads an int
-                **{key: env[key] for key in (*FORWARDED_ENV, *WANDB_SETTINGS_ENV) if key in env}}
-    if wandb_key:
-        env_vars["WANDB_API_KEY"] = wandb_key
+                **{key: env[key] for key in (*SETTINGS_ENV, "WANDB_MODE") if key in env}}
     env_vars[DRIVER_CPUS_ENV] = f"{driver_cpus:g}"
     command = [verb, os.path.relpath(config_path, working_dir), *overrides, *flags]
     excludes = [*CODE_EXCLUDES, *filter(None, [path_inside(storage, working_dir)])]
@@ -87,7 +96,7 @@ def job_request(run: RunConfig, *, verb: str, config_file: str, overrides: Seque
         runtime_env={"working_dir": working_dir, "py_modules": [os.path.dirname(rayspeed.__file__)],
                      "excludes": excludes, "env_vars": env_vars},
         metadata={"rayspeed_verb": verb, "rayspeed_run": run.name, "rayspeed_config": command[1],
-                  "rayspeed_storage": redact_uri(storage)},
+                  "rayspeed_storage": storage},
         submission_id=f"rayspeed-{run.name}-{uuid.uuid4().hex[:8]}",
         entrypoint_num_cpus=driver_cpus,
         entrypoint_resources={HEAD_NODE_RESOURCE: 0.001} if driver_on_head else None,

@@ -1,14 +1,19 @@
 """Removes secrets from anything rayspeed writes or logs (saved configs, W&B config, messages)."""
 
 import re
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 # Anywhere in a key (`aws_secret_access_key`, `dbPassword`, `authtoken`), but `token` not as the start of
 # `tokenizer` (data.text.tokenizer names a file, and a run's saved config must load back).
-SECRET_KEY = re.compile(r"(secret|token(?!iz)|password|passwd|api[_-]?key|access[_-]?key|credential|session[_-]?key)",
-                        re.IGNORECASE)
+SECRET_KEY = re.compile(r"(secret|token(?!iz)|password|passwd|api[_-]?key|access[_-]?key|credential|"
+                        r"session[_-]?key|signature|\bsig\b)", re.IGNORECASE)
 REDACTED = "<redacted>"
+QUERY_PARAMETER = re.compile(r"(^|&)([^=&#]+)=([^&#]*)")
+URI_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
+# Experiment sections whose keys the user chooses (so a key may name a secret); typed fields never hold one.
+FREE_FORM = ("deepspeed.", "model.args.")
 
 
 def redact(value: Any, key: str = "") -> Any:
@@ -23,13 +28,39 @@ def redact(value: Any, key: str = "") -> Any:
 
 
 def redact_uri(text: str) -> str:
-    """`s3://AKIA:pw@bucket/x?secret_key=..` -> `s3://<redacted>@bucket/x?secret_key=<redacted>`."""
-    if "://" not in text:
+    """`s3://AKIA:pw@bucket/x?secret_key=..` -> `s3://<redacted>@bucket/x?secret_key=<redacted>`; the
+    rest of the URI is kept as written."""
+    scheme, separator, rest = text.partition("://")
+    if not separator:
         return text
-    parts = urlsplit(text)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
-    query = urlencode([(k, REDACTED if SECRET_KEY.search(k) else v) for k, v in parse_qsl(parts.query)],
-                      safe="<>")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    authority, after = re.match(r"([^/?#]*)(.*)", rest, re.DOTALL).groups()
+    if "@" in authority:
+        authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
+    location, question, query = after.partition("?")
+    query = QUERY_PARAMETER.sub(
+        lambda found: f"{found[1]}{found[2]}={REDACTED}" if SECRET_KEY.search(unquote(found[2])) else found[0], query)
+    return f"{scheme}://{authority}{location}{question}{query}"
+
+
+def redact_text(text: str) -> str:
+    """`text` with every URI in it passed through `redact_uri`."""
+    return URI_IN_TEXT.sub(lambda found: redact_uri(found[0]), text)
+
+
+def credential_fields(values: dict) -> list[str]:
+    """Paths of URIs with credentials in them (user:password@, ?secret_key=) anywhere, and of
+    secret-looking keys (api_key, token, ...) in the free-form sections."""
+    return [path for path, key, value in _leaves(values, path="", key="") if isinstance(value, str) and (
+        redact_uri(value) != value or (path.startswith(FREE_FORM) and redact(value, key) != value))]
+
+
+def _leaves(value, *, path: str, key: str) -> Iterator[tuple[str, str, object]]:
+    """(dotted path, the key it is under, value) of every scalar; list items keep their list's key."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _leaves(item, path=f"{path}.{name}".lstrip("."), key=str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _leaves(item, path=f"{path}[{i}]", key=key)
+    else:
+        yield path, key, value

@@ -251,7 +251,9 @@ def _trainer(cfg: ExperimentConfig, plan: LoopPlan, prepared: PreparedData, stor
                                                label_selector=dict(scaling.worker_node_labels) or None),
         run_config=ray.train.RunConfig(
             name=cfg.run.name,
-            storage_path=storage.storage_uri,
+            # Ray logs and shows its storage path: never a URI's credentials (`?secret_key=`), which stay in
+            # the filesystem object.
+            storage_path=storage.root, storage_filesystem=storage.filesystem,
             failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures,
                                                    controller_failure_limit=cfg.run.max_controller_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.keep,

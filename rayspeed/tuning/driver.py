@@ -60,8 +60,8 @@ def trial_concurrency(scaling: ScalingConfig, total: Mapping[str, float], limit:
     return min(fits, limit or fits)
 
 
-def sweep(cfg: ExperimentConfig, *, storage: RunStorage, resuming: bool, wandb_mode: str,
-          wandb_env: Mapping[str, str], terminal: Terminal, retry_errored: bool, where: str) -> SweepSummary:
+def sweep(cfg: ExperimentConfig, *, storage: RunStorage, resuming: bool, wandb_mode: str, terminal: Terminal,
+          retry_errored: bool, where: str) -> SweepSummary:
     """Runs (or, resuming, continues) the sweep and writes its summary files.
 
     Args:
@@ -69,7 +69,8 @@ def sweep(cfg: ExperimentConfig, *, storage: RunStorage, resuming: bool, wandb_m
         storage: the sweep's directory, already claimed.
         resuming: continue the sweep's Tune state: finished trials are kept, unfinished ones resume
             from their runs' checkpoints, errored ones only with `retry_errored`.
-        wandb_mode, wandb_env: how trials log to W&B (the key travels in the trial's parameters).
+        wandb_mode: how trials log to W&B (the key reaches them as every process of the job gets its
+            credentials: `cluster.credentials`).
     """
     for key, value in STATE_SAVE_ENV.items():
         os.environ.setdefault(key, value)
@@ -78,7 +79,7 @@ def sweep(cfg: ExperimentConfig, *, storage: RunStorage, resuming: bool, wandb_m
     terminal.say(f"{tune_cfg.num_samples} samples, {concurrency} trial(s) at a time, {tune_cfg.search} search, "
                  f"{tune_cfg.scheduler.name} scheduler on {tune_cfg.metric} ({tune_cfg.objective_mode})")
     spec = SweepSpec(base=cfg, name=cfg.run.name, trials_path=storage.nested(TRIALS_FOLDER, "").storage_uri,
-                     wandb_mode=wandb_mode, wandb_env=dict(wandb_env))
+                     wandb_mode=wandb_mode)
     trainable = tune.with_parameters(TrialRun, sweep=spec)
     table = TrialTable(terminal, paths=list(tune_cfg.space), metric=tune_cfg.metric, mode=tune_cfg.objective_mode)
     if resuming and tune.Tuner.can_restore(storage.path, storage_filesystem=storage.filesystem):

@@ -13,13 +13,12 @@ whose `warm_start/` holds the peer's checkpoint of step S: its metrics continue 
 
 import contextlib
 import json
-import os
 import queue
 import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ray import tune
@@ -48,15 +47,12 @@ class SweepSpec:
     name: str
     trials_path: str
     wandb_mode: str
-    wandb_env: dict[str, str] = field(default_factory=dict, repr=False)
-    """The W&B key for trials on other machines; kept out of runtime_env, logs and configs."""
 
 
 class TrialRun(tune.Trainable):
     """A Tune trial; `config` holds the sampled values by dotted config path."""
 
     def setup(self, config: dict, sweep: SweepSpec):
-        os.environ.update(sweep.wandb_env)
         self.sweep = sweep
         self.values = dict(config)
         self.run_name = self.trial_id  # a PBT exploit switches to a new run (load_checkpoint)

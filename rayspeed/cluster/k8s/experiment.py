@@ -1,18 +1,15 @@
 """The experiment as the pods of a RayJob read it: run storage every pod shares, and no credentials
 in what becomes a ConfigMap (readable by anyone who may read the namespace's ConfigMaps)."""
 
-from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.load import apply_overrides
-from rayspeed.config.redact import redact, redact_uri
+from rayspeed.config.redact import credential_fields
 from rayspeed.errors import ConfigError
 
 # Schemes pyarrow reads from the machine's own disk: one pod's, on Kubernetes.
 LOCAL_SCHEMES = ("file://", "local://")
-# Sections whose keys the user chooses (so a key may name a secret); typed fields never hold one.
-FREE_FORM = ("deepspeed.", "model.args.")
 
 
 def on_object_storage(path: str) -> bool:
@@ -39,22 +36,3 @@ def as_on_the_cluster(cfg: ExperimentConfig) -> tuple[ExperimentConfig, list[str
             f"volume claim {cfg.k8s.runs_volume_claim!r} at {mount} (or set run.storage_path to object "
             "storage, s3://bucket/runs)")
     return apply_overrides(cfg, {"run.storage_path": str(mount)}, source="k8s render"), [note]
-
-
-def credential_fields(values: dict) -> list[str]:
-    """Paths of URIs with credentials in them (user:password@, ?secret_key=) anywhere, and of
-    secret-looking keys (api_key, token, ...) in the free-form sections."""
-    return [path for path, key, value in _leaves(values, path="", key="") if isinstance(value, str) and (
-        redact_uri(value) != value or (path.startswith(FREE_FORM) and redact(value, key) != value))]
-
-
-def _leaves(value, *, path: str, key: str) -> Iterator[tuple[str, str, object]]:
-    """(dotted path, the key it is under, value) of every scalar; list items keep their list's key."""
-    if isinstance(value, dict):
-        for name, item in value.items():
-            yield from _leaves(item, path=f"{path}.{name}".lstrip("."), key=str(name))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _leaves(item, path=f"{path}[{i}]", key=key)
-    else:
-        yield path, key, value
