@@ -132,6 +132,7 @@ def _jobs(args) -> int:
 
 
 def _cluster_up(args) -> int:
+    from rayspeed.cluster.credentials import SECRET_ENV
     from rayspeed.cluster.jobs import auth_token
     from rayspeed.cluster.local_cluster import start_local_cluster
 
@@ -144,6 +145,9 @@ def _cluster_up(args) -> int:
     print(f"  Ray address: {cluster.gcs_address} (for `rayspeed train --address`)")
     token = auth_token(os.environ) if cluster.token_auth else None
     print(f"  token authentication: {f'on (token from {token.source})' if token else 'off'}")
+    held = [key for key in SECRET_ENV if os.environ.get(key)]
+    print(f"  credentials of its jobs: {', '.join(held) + ' from this shell' if held else 'none'} (the nodes' "
+          "environment; `rayspeed submit` sends none)")
     print("  stop it with `rayspeed cluster down`")
     return 0
 

@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -88,13 +89,16 @@ def start_authenticated_s3() -> AuthenticatedS3:
     return server
 
 
-def planted_secrets(s3: AuthenticatedS3) -> tuple[str, list[str]]:
-    """A W&B key, and every secret's forms that a leak could take (a URI's password is quoted)."""
-    wandb_key = f"wandb-planted-{uuid.uuid4().hex}"
+def planted_wandb_key() -> str:
+    return f"wandb-planted-{uuid.uuid4().hex}"
+
+
+def secret_forms(s3: AuthenticatedS3, wandb_key: str) -> list[str]:
+    """Every planted secret in each form a leak could take (a URI's password is quoted)."""
     forms = [wandb_key]
     for pair in s3.pairs.values():
         forms += [pair.key_id, pair.secret, quote(pair.secret, safe="")]
-    return wandb_key, sorted(set(forms))
+    return sorted(set(forms))
 
 
 def files_under(*roots: Path) -> Iterable[tuple[str, bytes]]:
@@ -116,12 +120,18 @@ def leaks(secrets: list[str], places: Iterable[tuple[str, bytes | str]]) -> list
     return found
 
 
-def ray_state(address: str) -> list[tuple[str, str]]:
-    """What Ray's state API and Jobs API show of every job, actor and task (the dashboard's view)."""
-    from ray.util import state
+STATE_LISTING = """
+import sys
+from ray.util import state
+for kind in ("jobs", "actors", "tasks"):
+    print(kind, getattr(state, f"list_{kind}")(address=sys.argv[1], detail=True, limit=10_000))
+"""
 
-    return [(f"state API {kind}", repr(items)) for kind, items in (
-        ("jobs", state.list_jobs(address=address, detail=True, limit=10_000)),
-        ("actors", state.list_actors(address=address, detail=True, limit=10_000)),
-        ("tasks", state.list_tasks(address=address, detail=True, limit=10_000)),
-    )]
+
+def ray_state(address: str, env: dict[str, str]) -> list[tuple[str, str]]:
+    """What Ray's state API shows of every job (runtime_env, entrypoint, metadata), actor and task: the
+    dashboard's view. Read by a process of its own, with the cluster's auth token in `env`."""
+    listing = subprocess.run([sys.executable, "-c", STATE_LISTING, address], env=env, capture_output=True,
+                             text=True, timeout=120, check=True)
+    assert listing.stdout.startswith("jobs [") and "jobs []" not in listing.stdout, listing.stderr[-2000:]
+    return [("state API", listing.stdout)]

@@ -1,8 +1,11 @@
 """A real local multi-node cluster (`rayspeed cluster up`: `ray start` head + 2 worker nodes, token
 auth on) and experiments submitted to it as Ray Jobs through the real `rayspeed` command.
 
-The tests share one cluster and run in order: status, a submitted run stopped and resumed, errors,
-and last `cluster down`, which must leave no process of the cluster behind.
+The tests share one cluster and run in order: status, a submitted run stopped and resumed, a sweep,
+errors, and last `cluster down`, which must leave no process of the cluster behind.
+
+Credentials are the cluster's: `ray start` ran with a W&B key and an S3 key pair in its environment,
+and the S3-compatible server rejects requests not signed with that pair. A submission sends none.
 """
 
 import json
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from secrets_support import files_under, leaks, ray_state, secret_forms, start_authenticated_s3
 
 from rayspeed.cluster.local_cluster import processes_of, read_state
 
@@ -42,15 +46,24 @@ def build(*, num_features, num_classes, hidden):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """`rayspeed cluster up` with its own state directory and auth token file; `down` at the end."""
+def s3():
+    server = start_authenticated_s3()
+    yield server
+    server.process.terminate()
+    server.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, s3):
+    """`rayspeed cluster up` with its own state directory, auth token file and credentials; `down` at
+    the end."""
     home = tmp_path_factory.mktemp("rayspeed_home")
     token = home / "ray_token"
     token.write_text(uuid.uuid4().hex)
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONPATH", "RAY_ADDRESS", "WANDB_SERVICE", "RAY_AUTH_TOKEN")}
     env.update(RAYSPEED_HOME=str(home), RAY_AUTH_TOKEN_PATH=str(token), RAY_AUTH_MODE="token",
-               WANDB_API_KEY=SECRET)
+               WANDB_API_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1", **s3.pairs["storage"].env())
     up = rayspeed("cluster", "up", "--workers", "2", "--cpus-per-node", "2", "--object-store-mib", "200",
                   env=env, timeout=240)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -125,15 +138,17 @@ def test_submitted_run_with_a_user_model_stops_and_resumes(cluster, tmp_path):
     status = rayspeed("jobs", "status", job, env=cluster).stdout
     assert "SUCCEEDED" in status and "python -m rayspeed train digits.yaml --resume" in status
 
-    # The W&B key went to the job's environment only (documented: Ray shows env_vars to dashboard users).
+    # The W&B key is the cluster's: not in the job's environment, nor anywhere else.
     for text in (first.stdout, resumed.stdout, logs, listed, status,
                  *(p.read_text(errors="ignore") for p in directory.rglob("*") if p.is_file())):
         assert SECRET not in text
 
 
-def test_a_sweep_is_submitted_the_same_way(cluster, tmp_path):
-    runs = tmp_path / "runs"
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({
+def test_a_sweep_is_submitted_the_same_way_and_no_credential_goes_with_it(cluster, s3, tmp_path):
+    """Into object storage, with the cluster's own credentials; none of them is anywhere Ray or
+    rayspeed wrote, nor in what the state API shows (the job's runtime_env, entrypoint, metadata)."""
+    storage = f"s3://runs/sweeps?{s3.query}"
+    sweep = {
         "data": {"source": "digits"},
         "model": {"name": "mlp", "args": {"hidden_sizes": [32]}},
         "train": {"epochs": 1, "global_batch": 64, "micro_batch_per_worker": 32, "lr": 3e-3},
@@ -141,12 +156,29 @@ def test_a_sweep_is_submitted_the_same_way(cluster, tmp_path):
         "tracking": {"mode": "offline"},
         "tune": {"metric": "val_accuracy", "search": "grid", "num_samples": 1,
                  "space": {"train.lr": {"grid": [3e-3, 1e-2]}}},
-        "run": {"name": "sweep", "storage_path": str(runs)},
-    }))
+        "run": {"name": "sweep", "storage_path": storage},
+    }
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    pair = s3.pairs["storage"]
+    leaked = rayspeed("submit", "sweep.yaml", "--tune", f"run.storage_path=s3://{pair.in_uri()}@runs/sweeps",
+                      env=cluster, cwd=tmp_path)
+    assert leaked.returncode == 2 and "run.storage_path: carries credentials" in leaked.stderr, leaked.stderr
+
     result = rayspeed("submit", "sweep.yaml", "--tune", "--follow", env=cluster, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "python -m rayspeed tune sweep.yaml" in result.stdout and "SUCCEEDED" in result.stdout.splitlines()[-1]
-    assert len(list((runs / "sweep" / "trials").glob("*/summary.json"))) == 2
+    assert "no credentials are sent" in result.stdout
+    stored = s3.objects("sweeps/")
+    assert len([key for key in stored if key.startswith("sweeps/sweep/trials/") and key.endswith("/summary.json")]) == 2
+
+    job = result.stdout.split("submitted job ")[1].split()[0]
+    state = read_state(cluster)
+    places = [("submit", leaked.stdout + leaked.stderr + result.stdout + result.stderr),
+              ("job logs", rayspeed("jobs", "logs", job, env=cluster).stdout),
+              ("job status", rayspeed("jobs", "status", job, env=cluster).stdout),
+              *stored.items(), *[item for item in files_under(tmp_path) if not item[0].endswith(".yaml")],
+              *files_under(Path(state.temp_dir)), *ray_state(state.gcs_address, cluster)]
+    assert leaks(secret_forms(s3, SECRET), places) == []
 
 
 def test_bad_address_unreachable_cluster_and_wrong_token_fail_within_seconds(cluster):

@@ -20,7 +20,15 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 from conftest import TINY_DIGITS
-from secrets_support import KeyPair, files_under, leaks, planted_secrets, ray_state, start_authenticated_s3
+from secrets_support import (
+    KeyPair,
+    files_under,
+    leaks,
+    planted_wandb_key,
+    ray_state,
+    secret_forms,
+    start_authenticated_s3,
+)
 
 pytestmark = pytest.mark.ray
 
@@ -43,7 +51,7 @@ def test_planted_secrets_reach_the_runs_and_nothing_else(tmp_path, ray_cluster, 
     for unsigned in (None, wrong_secret):  # the server does check
         with pytest.raises(ClientError, match="InvalidAccessKeyId|SignatureDoesNotMatch"):
             s3.client(unsigned).list_objects_v2(Bucket="runs")
-    wandb_key, secrets = planted_secrets(s3)
+    wandb_key = planted_wandb_key()
     home = tmp_path / "home"  # W&B files of runs in object storage: ~/.rayspeed/<run>/wandb
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "WANDB_SERVICE")}
     env.update(s3.pairs["storage"].env(), AWS_DEFAULT_REGION="us-east-1", WANDB_API_KEY=wandb_key,
@@ -80,5 +88,5 @@ def test_planted_secrets_reach_the_runs_and_nothing_else(tmp_path, ray_cluster, 
 
     written = [(where, content) for where, content in files_under(tmp_path) if not where.endswith(".yaml")]
     places = [*console, *stored.items(), *written,
-              *files_under(Path(ray_cluster.head_node.get_session_dir_path())), *ray_state(ray_address)]
-    assert leaks(secrets, places) == []
+              *files_under(Path(ray_cluster.head_node.get_session_dir_path())), *ray_state(ray_address, env)]
+    assert leaks(secret_forms(s3, wandb_key), places) == []

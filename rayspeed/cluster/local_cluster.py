@@ -31,7 +31,6 @@ HOST = "127.0.0.1"
 STOP_GRACE_S = 10.0
 START_TIMEOUT_S = 120
 OBJECT_STORE_FRACTION = 0.3
-CREDENTIALS_ENV = ("WANDB_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 WORKER_PORTS = (10002, 19999)  # Ray's default range, shared out among the nodes
 
 
@@ -68,9 +67,9 @@ def start_local_cluster(*, workers: int, cpus_per_node: int, object_store_mib: i
         raise ClusterError(f"a local cluster is already up (dashboard {existing.dashboard_url}); "
                            "`rayspeed cluster down` stops it")
     cluster_id = uuid.uuid4().hex[:12]
-    # Every job inherits the nodes' environment: credentials go to a job only when it is submitted with them.
-    node_env = {**{key: value for key, value in env.items() if key not in CREDENTIALS_ENV},
-                MARKER_ENV: cluster_id, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Every process of every job inherits the nodes' environment: this shell's credentials become the
+    # cluster's own, which submitted jobs use (a submission sends none).
+    node_env = {**env, MARKER_ENV: cluster_id, "RAY_USAGE_STATS_ENABLED": "0"}
     token_auth = node_env.get("RAY_AUTH_MODE", "token").lower() == "token"
     if token_auth:
         node_env["RAY_AUTH_MODE"] = "token"
