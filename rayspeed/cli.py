@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import yaml
 
-from rayspeed.cli_arguments import config_arguments
+from rayspeed.cli_arguments import RayTarget, config_arguments, ray_arguments, ray_target
 from rayspeed.cli_cluster import add_cluster_parsers
 from rayspeed.cli_k8s import add_k8s_parser
 from rayspeed.cli_results import add_results_parsers, warn
@@ -83,6 +83,7 @@ def _train(args) -> int:
     checked = preflight(load_config(args.config, overrides), working_dir=working_dir)
     cfg = checked.cfg
     mode = training_wandb_mode(cfg.tracking, os.environ, say=warn)
+    target = ray_target(args, os.environ)
     from rayspeed.runs.guard import claim_run
     from rayspeed.runs.storage import RunStorage
 
@@ -91,9 +92,8 @@ def _train(args) -> int:
 
     def train(terminal):
         terminal.say(start.message)
-        return _fit_on_cluster(cfg, storage, start, terminal, address=args.address or os.environ.get("RAY_ADDRESS"),
-                               code_dir=checked.code_dir, code_excludes=checked.code_excludes, env=os.environ,
-                               wandb_mode=mode, send_credentials=not args.cluster_credentials)
+        return _fit_on_cluster(cfg, storage, start, terminal, target=target, code_dir=checked.code_dir,
+                               code_excludes=checked.code_excludes, env=os.environ, wandb_mode=mode)
 
     # Found once Ray had read the data (a model that cannot be built, a split too small), or a cluster
     # that cannot be joined: a new run that never trained gives its name back, so a retry can use it.
@@ -125,15 +125,15 @@ def _in_run_log(storage, start, *, work, verbose: bool, give_back: tuple[type, .
     return 0
 
 
-def _fit_on_cluster(cfg, storage, start, terminal, *, address: str | None, code_dir: str | None,
-                    code_excludes: list[str], env: Mapping[str, str], wandb_mode: str, send_credentials: bool):
+def _fit_on_cluster(cfg, storage, start, terminal, *, target: RayTarget, code_dir: str | None,
+                    code_excludes: list[str], env: Mapping[str, str], wandb_mode: str):
     """Imports Ray and torch only here, once the config is valid and the run is claimed."""
     from rayspeed.cluster.connection import connect
     from rayspeed.runs.progress import ProgressDisplay
     from rayspeed.trainers.driver import fit
 
-    with connect(cfg.scaling, address=address, env=env, code_dir=code_dir, code_excludes=code_excludes,
-                 storage_path=cfg.run.storage_path, send_credentials=send_credentials) as where:
+    with connect(cfg.scaling, address=target.address, env=env, code_dir=code_dir, code_excludes=code_excludes,
+                 storage_path=cfg.run.storage_path, send_credentials=target.send_credentials) as where:
         stop_requested = threading.Event()
         signal.signal(signal.SIGTERM, _stop_gracefully(stop_requested))  # after ray.init, which installs its own
         terminal.say(f"cluster: {where}")
@@ -149,6 +149,7 @@ def _tune(args) -> int:
     cfg = checked.cfg
     cfg.require_tune(source=args.config, verb="rayspeed tune")
     mode = training_wandb_mode(cfg.tracking, os.environ, say=warn)
+    target = ray_target(args, os.environ)
     from rayspeed.runs.guard import claim_run
     from rayspeed.runs.layout import TUNER_STATE
     from rayspeed.runs.storage import RunStorage
@@ -157,7 +158,7 @@ def _tune(args) -> int:
     start = claim_run(cfg, storage)  # the sweep's directory: refused when it exists, unless resuming
 
     def tune(terminal):
-        return _sweep_on_cluster(cfg, storage, start, terminal, args=args, code_dir=checked.code_dir,
+        return _sweep_on_cluster(cfg, storage, start, terminal, args=args, target=target, code_dir=checked.code_dir,
                                  code_excludes=checked.code_excludes, env=os.environ, wandb_mode=mode)
 
     # Refused before Tune started (the cluster cannot hold one trial): a new sweep gives its name back.
@@ -165,15 +166,14 @@ def _tune(args) -> int:
                        may_give_back=lambda: not storage.exists(TUNER_STATE))
 
 
-def _sweep_on_cluster(cfg, storage, start, terminal, *, args, code_dir: str | None, code_excludes: list[str],
-                      env: Mapping[str, str], wandb_mode: str):
+def _sweep_on_cluster(cfg, storage, start, terminal, *, args, target: RayTarget, code_dir: str | None,
+                      code_excludes: list[str], env: Mapping[str, str], wandb_mode: str):
     from rayspeed.cluster.connection import connect
     from rayspeed.tuning.driver import embedded_cpus, sweep
 
-    address = args.address or env.get("RAY_ADDRESS")
-    with connect(cfg.scaling, address=address, env=env, code_dir=code_dir, code_excludes=code_excludes,
+    with connect(cfg.scaling, address=target.address, env=env, code_dir=code_dir, code_excludes=code_excludes,
                  embedded_cpus=embedded_cpus(cfg), storage_path=cfg.run.storage_path,
-                 send_credentials=not args.cluster_credentials) as where:
+                 send_credentials=target.send_credentials) as where:
         signal.signal(signal.SIGTERM, _stop)
         terminal.say(f"cluster: {where}")
         return sweep(cfg, storage=storage, resuming=start.resuming, wandb_mode=wandb_mode, terminal=terminal,
@@ -236,9 +236,6 @@ def _parser() -> argparse.ArgumentParser:
 def _ray_arguments(parser: argparse.ArgumentParser, *, resume: str, verbose: str) -> None:
     """A verb that runs on Ray: the experiment, where to run it, whether to continue, how much to show."""
     config_arguments(parser)
-    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    ray_arguments(parser)
     parser.add_argument("--resume", action="store_true", help=resume)
     parser.add_argument("--verbose", action="store_true", help=verbose)
-    parser.add_argument("--cluster-credentials", action="store_true",
-                        help="with --address: send none of this shell's credentials (WANDB_API_KEY, AWS_*); the "
-                             "cluster's processes use their own environment")

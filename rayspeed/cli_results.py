@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from rayspeed.cli_arguments import ray_arguments, ray_target
 from rayspeed.config.load import apply_overrides
 from rayspeed.config.preflight import importable_from, preflight, wandb_mode
 from rayspeed.config.saved import read_saved_config, read_saved_model, read_saved_tracking
@@ -29,7 +30,7 @@ def add_results_parsers(verbs: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", choices=["test", "val", "train"], default="test",
                           help="the rows the run held back for testing (default), validation, or trained on")
     _checkpoint_argument(evaluate)
-    evaluate.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    ray_arguments(evaluate)
     evaluate.add_argument("--verbose", action="store_true", help="also show Ray's output (always in the run's log)")
     evaluate.set_defaults(command=_evaluate)
     predict = verbs.add_parser("predict", help="an exported model over a table or a folder of pictures (on Ray): "
@@ -40,7 +41,7 @@ def add_results_parsers(verbs: argparse._SubParsersAction) -> None:
     predict.add_argument("--out", required=True, type=Path, help="a new .parquet or .csv file")
     predict.add_argument("--actors", type=int, default=2, help="model replicas (Ray Data actors; default 2)")
     predict.add_argument("--gpu", action="store_true", help="one GPU per actor")
-    predict.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else an embedded local Ray)")
+    ray_arguments(predict)
     predict.add_argument("--verbose", action="store_true", help="also show Ray's output")
     predict.set_defaults(command=_predict)
     report = verbs.add_parser("report", help="draw a run's (or a sweep's) results: PNG figures and an HTML page")
@@ -69,11 +70,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     checked = preflight(apply_overrides(saved, {"model.init_from": None, "model.freeze": []}), working_dir=working_dir)
     cfg = checked.cfg
     checkpoint = checkpoint_name(storage, args.checkpoint, warn=warn)  # before Ray starts
+    target = ray_target(args, os.environ)
     log_path = run_log_path(storage)  # the run's log (a local copy for a run in object storage)
     with capture_output(log_path, verbose=args.verbose) as terminal:
         mode = wandb_mode(cfg.tracking, os.environ, say=terminal.say)
-        with connect(cfg.scaling, address=args.address or os.environ.get("RAY_ADDRESS"), env=os.environ,
-                     code_dir=checked.code_dir, code_excludes=checked.code_excludes) as where:
+        with connect(cfg.scaling, address=target.address, env=os.environ, code_dir=checked.code_dir,
+                     code_excludes=checked.code_excludes, send_credentials=target.send_credentials) as where:
             terminal.say(f"evaluating {checkpoint} of {storage.display()} on its {args.split} split, {where}")
             evaluation = evaluate_checkpoint(cfg, storage, split=args.split, which=checkpoint,
                                              wandb_mode=mode, warn=terminal.say)
@@ -92,8 +94,10 @@ def _predict(args: argparse.Namespace) -> int:
 
     log_path = args.out.with_name(f"{args.out.name}.log")
     scaling = ScalingConfig(num_workers=args.actors, use_gpu=args.gpu)
+    target = ray_target(args, os.environ)
     with capture_output(log_path, verbose=args.verbose) as terminal:
-        with connect(scaling, address=args.address or os.environ.get("RAY_ADDRESS"), env=os.environ) as where:
+        with connect(scaling, address=target.address, env=os.environ,
+                     send_credentials=target.send_credentials) as where:
             terminal.say(f"predicting {args.input} with {args.export_dir} on {where}")
             predicted = predict_to_file(args.export_dir, args.input, args.out, actors=args.actors,
                                         use_gpu=args.gpu)

@@ -3,29 +3,26 @@
 
 class RayspeedError(Exception):
     """Base of every error rayspeed raises on purpose; the CLI prints it without a traceback.
-    Its text names files and URIs as given, so credentials in a URI are blanked when it is shown."""
+    Its text names files and URIs as given, so a URI's credentials are blanked as it is made (it is
+    printed, logged by Ray, and pickled into Tune's results)."""
+
+    def __init__(self, *args):
+        from rayspeed.config.redact import redact  # config imports this module
+
+        super().__init__(*redact(list(args)))
 
     def __reduce__(self):
         return (type(self), self.args)
-
-    def __str__(self) -> str:
-        from rayspeed.config.redact import redact_text  # config imports this module
-
-        return redact_text(self._text())
-
-    def _text(self) -> str:
-        return super().__str__()
 
 
 class ConfigError(RayspeedError, ValueError):
     """The experiment file, an override or the command line is wrong; one line per problem."""
 
     def __init__(self, problems: list[str] | str):
-        problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__(problems)
-        self.problems = problems
+        super().__init__([problems] if isinstance(problems, str) else list(problems))
+        self.problems = self.args[0]
 
-    def _text(self) -> str:
+    def __str__(self) -> str:
         return "\n".join(self.problems)
 
 

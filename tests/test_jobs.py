@@ -63,13 +63,26 @@ def cluster(tmp_path_factory, s3):
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONPATH", "RAY_ADDRESS", "WANDB_SERVICE", "RAY_AUTH_TOKEN")}
     env.update(RAYSPEED_HOME=str(home), RAY_AUTH_TOKEN_PATH=str(token), RAY_AUTH_MODE="token",
-               WANDB_API_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1", **s3.pairs["storage"].env())
+               WANDB_API_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1", **s3.pairs["storage"].env(),
+               # W&B files of runs in object storage go to ~/.rayspeed/<run>: searched below, not left in
+               # this $HOME. DeepSpeed's compiled ops stay where they are cached.
+               HOME=str(home), TORCH_EXTENSIONS_DIR=torch_extensions_dir())
     up = rayspeed("cluster", "up", "--workers", "2", "--cpus-per-node", "2", "--object-store-mib", "200",
                   env=env, timeout=240)
     assert up.returncode == 0, up.stdout + up.stderr
     assert f"token authentication: on (token from RAY_AUTH_TOKEN_PATH ({token}))" in up.stdout
     yield env
     rayspeed("cluster", "down", env=env)
+
+
+def torch_extensions_dir() -> str:
+    """Where torch caches JIT-built extensions for this $HOME (DeepSpeed's shm op takes a minute to build)."""
+    import torch
+    from torch.utils.cpp_extension import get_default_build_root
+
+    return os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(
+        get_default_build_root(), f"py{sys.version_info.major}{sys.version_info.minor}_"
+                                  f"{'cu' + torch.version.cuda.replace('.', '') if torch.version.cuda else 'cpu'}")
 
 
 def rayspeed(*args: str, env: dict, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -173,11 +186,12 @@ def test_a_sweep_is_submitted_the_same_way_and_no_credential_goes_with_it(cluste
 
     job = result.stdout.split("submitted job ")[1].split()[0]
     state = read_state(cluster)
+    assert list(Path(cluster["HOME"]).glob(".rayspeed/*/wandb/offline-run-*"))  # the trials' W&B runs
     places = [("submit", leaked.stdout + leaked.stderr + result.stdout + result.stderr),
               ("job logs", rayspeed("jobs", "logs", job, env=cluster).stdout),
               ("job status", rayspeed("jobs", "status", job, env=cluster).stdout),
-              *stored.items(), *[item for item in files_under(tmp_path) if not item[0].endswith(".yaml")],
-              *files_under(Path(state.temp_dir)), *ray_state(state.gcs_address, cluster)]
+              *stored.items(), *[item for item in files_under(tmp_path) if item[0] != str(tmp_path / "sweep.yaml")],
+              *files_under(Path(cluster["HOME"]), Path(state.temp_dir)), *ray_state(state.gcs_address, cluster)]
     assert leaks(secret_forms(s3, SECRET), places) == []
 
 

@@ -95,6 +95,8 @@ def test_pictures_and_text_are_read_from_s3(tmp_path, ray_address, s3_uri):
     from PIL import Image
     from sklearn.datasets import load_digits
 
+    from rayspeed.cluster.connection import job_runtime_env
+    from rayspeed.cluster.credentials import credentials_in
     from rayspeed.datasets import build_datasets
 
     endpoint = s3_uri.partition("?")[2]
@@ -110,8 +112,7 @@ def test_pictures_and_text_are_read_from_s3(tmp_path, ray_address, s3_uri):
         client.put_object(Bucket="runs", Key=f"texts/{name}.txt", Body=content)
     base = experiment(tmp_path, data={"source": f"s3://runs/pictures?{endpoint}", "format": "images"})
     # Ray Data's tasks get the credentials as rayspeed's own connection hands them over.
-    credentials = {key: value for key, value in os.environ.items() if key.startswith("AWS_")}
-    ray.init(address=ray_address, runtime_env={"env_vars": credentials})
+    ray.init(address=ray_address, runtime_env=job_runtime_env(code_dir=None, credentials=credentials_in(os.environ)))
     try:
         pictures = build_datasets(load_config(base).data, seed=0)
         text = load_config(experiment(

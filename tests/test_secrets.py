@@ -86,7 +86,8 @@ def test_planted_secrets_reach_the_runs_and_nothing_else(tmp_path, ray_cluster, 
     assert list((home / ".rayspeed" / "secret" / "wandb").glob("offline-run-*"))
     assert "wandb sync" in console[0][1]
 
-    written = [(where, content) for where, content in files_under(tmp_path) if not where.endswith(".yaml")]
+    inputs = {str(tmp_path / "train.yaml"), str(tmp_path / "sweep.yaml")}  # the user's own files
+    written = [(where, content) for where, content in files_under(tmp_path) if where not in inputs]
     places = [*console, *stored.items(), *written,
               *files_under(Path(ray_cluster.head_node.get_session_dir_path())), *ray_state(ray_address, env)]
     assert leaks(secret_forms(s3, wandb_key), places) == []

@@ -15,6 +15,7 @@ import ray
 
 from rayspeed.cluster.credentials import SECRET_ENV, credentials_hook, credentials_in
 from rayspeed.cluster.shared_storage import check_storage_is_shared
+from rayspeed.config.redact import redact_uri
 from rayspeed.config.scaling import ScalingConfig
 from rayspeed.errors import ClusterError
 
@@ -68,7 +69,7 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
         except ConnectionError as error:  # reachable, but refused us (e.g. its auth token is not here)
             cause = str(error.__cause__ or error).strip().splitlines()[-1][:300]
             raise ClusterError(f"cannot join the Ray cluster at {address}: {error} ({cause})") from None
-        where = f"Ray cluster at {address}"
+        where = f"Ray cluster at {redact_uri(address)}"
     else:
         # "local" starts a new instance even when another Ray runs on this machine (plain ray.init()
         # would join that one instead, with none of the resources asked for here).

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 
 # What object storage (pyarrow, boto3) and W&B read from the environment: secrets first, then the
 # settings that say where they apply.
-SECRET_ENV = ("WANDB_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+SECRET_ENV = ("WANDB_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+              "AWS_SECURITY_TOKEN")
 SETTINGS_ENV = ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL", "WANDB_BASE_URL", "WANDB_ENTITY")
 
 

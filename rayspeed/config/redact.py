@@ -10,8 +10,9 @@ from urllib.parse import unquote
 SECRET_KEY = re.compile(r"(secret|token(?!iz)|password|passwd|api[_-]?key|access[_-]?key|credential|"
                         r"session[_-]?key|signature|\bsig\b)", re.IGNORECASE)
 REDACTED = "<redacted>"
-QUERY_PARAMETER = re.compile(r"(^|&)([^=&#]+)=([^&#]*)")
-URI_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
+# A URI's user:password@ (the password may hold a raw `/`, as AWS secret keys do) or user@.
+USERINFO = re.compile(r"://([^\s'\"@/?#]*:[^\s'\"@?#]*|[^\s'\"@/?#:]+)@")
+QUERY_PARAMETER = re.compile(r"([?&;])([^=&;#?\s'\"]+)=([^&;#\s'\"]*)")
 # Experiment sections whose keys the user chooses (so a key may name a secret); typed fields never hold one.
 FREE_FORM = ("deepspeed.", "model.args.")
 
@@ -28,23 +29,11 @@ def redact(value: Any, key: str = "") -> Any:
 
 
 def redact_uri(text: str) -> str:
-    """`s3://AKIA:pw@bucket/x?secret_key=..` -> `s3://<redacted>@bucket/x?secret_key=<redacted>`; the
-    rest of the URI is kept as written."""
-    scheme, separator, rest = text.partition("://")
-    if not separator:
-        return text
-    authority, after = re.match(r"([^/?#]*)(.*)", rest, re.DOTALL).groups()
-    if "@" in authority:
-        authority = f"{REDACTED}@{authority.rsplit('@', 1)[1]}"
-    location, question, query = after.partition("?")
-    query = QUERY_PARAMETER.sub(
-        lambda found: f"{found[1]}{found[2]}={REDACTED}" if SECRET_KEY.search(unquote(found[2])) else found[0], query)
-    return f"{scheme}://{authority}{location}{question}{query}"
-
-
-def redact_text(text: str) -> str:
-    """`text` with every URI in it passed through `redact_uri`."""
-    return URI_IN_TEXT.sub(lambda found: redact_uri(found[0]), text)
+    """`text` with the credentials of every URI in it blanked: `s3://AKIA:pw@bucket/x?secret_key=..` ->
+    `s3://<redacted>@bucket/x?secret_key=<redacted>`; everything else is kept as written."""
+    text = USERINFO.sub(f"://{REDACTED}@", text)
+    return QUERY_PARAMETER.sub(
+        lambda found: f"{found[1]}{found[2]}={REDACTED}" if SECRET_KEY.search(unquote(found[2])) else found[0], text)
 
 
 def credential_fields(values: dict) -> list[str]:

@@ -15,6 +15,7 @@ import ray
 from ray import tune
 from ray.tune.execution import class_cache
 
+from rayspeed.cluster.credentials import SECRET_ENV
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.scaling import TRIAL_DRIVER_CPUS, ScalingConfig
 from rayspeed.errors import ClusterError
@@ -31,9 +32,6 @@ from rayspeed.tuning.trial import TRIALS_FOLDER, SweepSpec, TrialRun
 TUNE_CHECKPOINTS_KEPT = 3
 # How often Tune saves the sweep's state (default: adaptive, up to minutes); what --resume sees.
 STATE_SAVE_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "2"}
-# Tune copies these from the driver's environment into each trial actor's runtime_env, where Ray shows
-# and logs them. Trials get them as every process of the job does (`cluster.credentials`).
-TUNE_COPIED_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
 
 
 def embedded_cpus(cfg: ExperimentConfig) -> int:
@@ -78,7 +76,9 @@ def sweep(cfg: ExperimentConfig, *, storage: RunStorage, resuming: bool, wandb_m
     """
     for key, value in STATE_SAVE_ENV.items():
         os.environ.setdefault(key, value)
-    class_cache.ENV_VARS_TO_PROPAGATE.difference_update(TUNE_COPIED_CREDENTIALS)
+    # Tune copies the driver's AWS credentials into each trial actor's runtime_env, where Ray shows and
+    # logs them; trials get them as every process of the job does (`cluster.credentials`).
+    class_cache.ENV_VARS_TO_PROPAGATE.difference_update(SECRET_ENV)
     tune_cfg = cfg.tune
     concurrency = trial_concurrency(cfg.scaling, ray.cluster_resources(), tune_cfg.max_concurrent_trials, where=where)
     terminal.say(f"{tune_cfg.num_samples} samples, {concurrency} trial(s) at a time, {tune_cfg.search} search, "
