@@ -82,3 +82,14 @@ def test_cluster_credentials_need_a_cluster():
     assert ray_target(parser.parse_args([]), {}).send_credentials is True
     with pytest.raises(ConfigError, match="--cluster-credentials: only with a cluster"):
         ray_target(parser.parse_args(["--cluster-credentials"]), {})
+
+
+def test_ray_client_addresses_cannot_take_credentials():
+    """Ray Client sends the runtime_env as JSON, where a setup hook cannot go: refused before connecting."""
+    from rayspeed.cluster.connection import connect
+    from rayspeed.config.scaling import ScalingConfig
+    from rayspeed.errors import ClusterError
+
+    with pytest.raises(ClusterError, match="Ray Client cannot hand credentials .*AWS_ACCESS_KEY_ID"):
+        with connect(ScalingConfig(), address="ray://u:pw@127.0.0.1:1", env={"AWS_ACCESS_KEY_ID": "k"}):
+            pass
