@@ -106,13 +106,13 @@ def test_submitted_run_with_a_user_model_stops_and_resumes(cluster, tmp_path):
     (project / "digits.yaml").write_text(yaml.safe_dump({
         "data": {"source": "digits"},
         "model": {"factory": "tiny_net:build", "args": {"hidden": 32}},
-        "train": {"epochs": 20, "global_batch": 64, "micro_batch_per_worker": 16, "lr": 3e-3},
+        "train": {"epochs": 8, "global_batch": 64, "micro_batch_per_worker": 16, "lr": 3e-3},
         "scaling": {"num_workers": 2},
         "checkpoint": {"every_n_steps": 10, "keep": 2, "score_metric": "val_accuracy", "score_mode": "max"},
         "tracking": {"mode": "offline", "log_every_n_steps": 5},
         "run": {"name": "submitted", "storage_path": str(runs)},
     }))
-    directory, total = runs / "submitted", 20 * 22  # long enough for the stop to land before the end
+    directory, total = runs / "submitted", 8 * 22  # long enough for the stop to land before the end
 
     first = rayspeed("submit", "digits.yaml", env=cluster, cwd=project)
     assert first.returncode == 0, first.stderr
