@@ -62,7 +62,7 @@ def connect(scaling: ScalingConfig, *, address: str | None, env: Mapping[str, st
     credentials = credentials_in(env) if send_credentials and (address or inside_job) else {}
     runtime_env = job_runtime_env(code_dir=None if inside_job else code_dir, excludes=code_excludes,
                                   credentials=credentials)
-    if credentials and address.startswith("ray://"):
+    if credentials and (address or "").startswith("ray://"):
         raise ClusterError(f"--address {redact_uri(address)}: Ray Client cannot hand credentials ("
                            f"{', '.join(sorted(credentials))}) to the cluster's processes outside their runtime_env; "
                            "use the cluster's GCS address (HOST:6379), or --cluster-credentials when its processes "

@@ -27,7 +27,7 @@ from rayspeed.cluster.credentials import SETTINGS_ENV
 from rayspeed.config.data import has_uri_scheme
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.preflight import path_inside
-from rayspeed.config.redact import credential_fields
+from rayspeed.config.redact import refuse_credentials
 from rayspeed.errors import ConfigError
 
 # Ray's own resource on the head node: the driver (and the Train controller pinned next to it) stays
@@ -72,9 +72,8 @@ def job_request(cfg: ExperimentConfig, *, verb: str, config_file: str, overrides
         ConfigError: the config is outside `working_dir`, the run storage would not outlive the job,
             or a value carries credentials.
     """
-    if leaked := credential_fields(cfg.model_dump(mode="json")):
-        raise ConfigError([f"{path}: carries credentials, which Ray would show with the job; give them to the "
-                           "cluster's environment instead (`ray start`, or Kubernetes Secrets)" for path in leaked])
+    refuse_credentials(cfg.model_dump(mode="json"), exposed="which Ray would show with the job; give them to the "
+                       "cluster's environment instead (`ray start`, or Kubernetes Secrets)")
     run = cfg.run
     working_dir = os.path.abspath(working_dir)
     config_path = os.path.abspath(config_file)

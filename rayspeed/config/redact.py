@@ -5,6 +5,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
+from rayspeed.errors import ConfigError
+
 # Anywhere in a key (`aws_secret_access_key`, `dbPassword`, `authtoken`), but `token` not as the start of
 # `tokenizer` (data.text.tokenizer names a file, and a run's saved config must load back).
 SECRET_KEY = re.compile(r"(secret|token(?!iz)|password|passwd|api[_-]?key|access[_-]?key|credential|"
@@ -34,6 +36,13 @@ def redact_uri(text: str) -> str:
     text = USERINFO.sub(f"://{REDACTED}@", text)
     return QUERY_PARAMETER.sub(
         lambda found: f"{found[1]}{found[2]}={REDACTED}" if SECRET_KEY.search(unquote(found[2])) else found[0], text)
+
+
+def refuse_credentials(values: dict, *, exposed: str) -> None:
+    """Raises ConfigError naming every field of `values` (an experiment as JSON) that carries credentials;
+    `exposed` says who would see them and where they belong instead."""
+    if leaked := credential_fields(values):
+        raise ConfigError([f"{path}: carries credentials, {exposed}" for path in leaked])
 
 
 def credential_fields(values: dict) -> list[str]:

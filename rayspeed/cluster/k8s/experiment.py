@@ -5,8 +5,7 @@ from pathlib import PurePosixPath
 
 from rayspeed.config.experiment import ExperimentConfig
 from rayspeed.config.load import apply_overrides
-from rayspeed.config.redact import credential_fields
-from rayspeed.errors import ConfigError
+from rayspeed.config.redact import refuse_credentials
 
 # Schemes pyarrow reads from the machine's own disk: one pod's, on Kubernetes.
 LOCAL_SCHEMES = ("file://", "local://")
@@ -25,9 +24,8 @@ def as_on_the_cluster(cfg: ExperimentConfig) -> tuple[ExperimentConfig, list[str
     Raises:
         ConfigError: a value carries credentials (they belong in the Secret k8s.storage_secret).
     """
-    if leaked := credential_fields(cfg.model_dump(mode="json")):
-        raise ConfigError([f"{path}: carries credentials, which would be readable in the ConfigMap; give them "
-                           f"to the pods from a Secret (k8s.storage_secret, k8s.wandb_secret)" for path in leaked])
+    refuse_credentials(cfg.model_dump(mode="json"), exposed="which would be readable in the ConfigMap; give them "
+                       "to the pods from a Secret (k8s.storage_secret, k8s.wandb_secret)")
     storage, mount = cfg.run.storage_path, PurePosixPath(cfg.k8s.runs_mount_path)
     local = PurePosixPath(storage.split("://", 1)[-1])
     if on_object_storage(storage) or local.is_relative_to(mount):
